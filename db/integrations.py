@@ -1,0 +1,83 @@
+"""Each org's configured integrations (integration_config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class Integration:
+    id: UUID
+    org_id: UUID
+    integration_type: str
+    enabled: bool
+    monitoring_mode: str
+    check_interval_seconds: int
+    config: dict[str, Any]
+    next_check_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Integration:
+        return cls(**dict(row))
+
+
+_COLUMNS = (
+    "id, org_id, integration_type, enabled, monitoring_mode, check_interval_seconds, "
+    "config, next_check_at"
+)
+
+# Interval left out (NULL): the type's default.
+_UPSERT = f"""
+INSERT INTO integration_config
+    (org_id, integration_type, enabled, monitoring_mode, check_interval_seconds, config)
+SELECT $1, $2, $3, $4, coalesce($5, t.default_interval_seconds), $6
+  FROM integration_types t WHERE t.key = $2
+ON CONFLICT (org_id, integration_type) DO UPDATE
+   SET enabled = EXCLUDED.enabled,
+       monitoring_mode = EXCLUDED.monitoring_mode,
+       check_interval_seconds = EXCLUDED.check_interval_seconds,
+       config = EXCLUDED.config
+RETURNING {_COLUMNS}
+"""
+_LIST_FOR_ORG = (
+    f"SELECT {_COLUMNS} FROM integration_config WHERE org_id = $1 ORDER BY integration_type"
+)
+_GET = f"SELECT {_COLUMNS} FROM integration_config WHERE org_id = $1 AND integration_type = $2"
+
+
+async def upsert(
+    conn: asyncpg.Connection,
+    org_id: UUID,
+    integration_type: str,
+    *,
+    enabled: bool = True,
+    monitoring_mode: str = "ACTIVE",
+    check_interval_seconds: int | None = None,
+    config: dict[str, Any] | None = None,
+) -> Integration:
+    row = await conn.fetchrow(
+        _UPSERT,
+        org_id,
+        integration_type,
+        enabled,
+        monitoring_mode,
+        check_interval_seconds,
+        config or {},
+    )
+    if row is None:
+        raise LookupError(f"unknown integration type {integration_type!r}")
+    return Integration.from_row(row)
+
+
+async def list_for_org(conn: asyncpg.Connection, org_id: UUID) -> list[Integration]:
+    return [Integration.from_row(r) for r in await conn.fetch(_LIST_FOR_ORG, org_id)]
+
+
+async def get(conn: asyncpg.Connection, org_id: UUID, integration_type: str) -> Integration | None:
+    row = await conn.fetchrow(_GET, org_id, integration_type)
+    return Integration.from_row(row) if row else None

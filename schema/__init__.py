@@ -1,0 +1,1 @@
+"""The GraphQL schema (Strawberry types) and the ASGI application."""

@@ -1,0 +1,1 @@
+"""arq worker: scheduled checks, the check runner and adapters, maintenance jobs."""
