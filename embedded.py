@@ -396,7 +396,13 @@ def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def run_up(*, host: str = "127.0.0.1", port: int = 8000) -> int:
+def run_up(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    pg_port: int = PG_PORT,
+    redis_port: int = REDIS_PORT,
+) -> int:
     """Run the whole product locally until Ctrl-C or SIGTERM; return the exit code."""
     state = Path.cwd() / STATE_DIR
     state.mkdir(exist_ok=True)
@@ -421,12 +427,12 @@ def run_up(*, host: str = "127.0.0.1", port: int = 8000) -> int:
         if port_is_open(port, host):
             raise EmbeddedError(f"port {port} is taken: stop what uses it or pass --port")
         if "DATABASE_URL" not in env:
-            postgres = EmbeddedPostgres(state / "pg", PG_PORT, password_file=state / "pg-password")
+            postgres = EmbeddedPostgres(state / "pg", pg_port, password_file=state / "pg-password")
             postgres.start()
             postgres.create_database("ihm")
             env["DATABASE_URL"] = postgres.dsn("ihm")
         if "REDIS_URL" not in env:
-            redis = EmbeddedRedis(state / "redis", REDIS_PORT)
+            redis = EmbeddedRedis(state / "redis", redis_port)
             redis.start()
             env["REDIS_URL"] = redis.url()
         settings = _settings_from(env)

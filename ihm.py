@@ -106,11 +106,12 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from embedded import run_up
 
-    return run_up(host=args.host, port=args.port)
+    return run_up(host=args.host, port=args.port, pg_port=args.pg_port, redis_port=args.redis_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from db.scope import ROLES
+    from embedded import PG_PORT, REDIS_PORT
 
     parser = argparse.ArgumentParser(prog="ihm", description="Integration Health Monitor")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -118,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run everything locally: Postgres, Redis, API, worker")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--pg-port", type=int, default=PG_PORT, help="embedded Postgres port")
+    up.add_argument("--redis-port", type=int, default=REDIS_PORT, help="embedded Redis port")
     up.set_defaults(func=cmd_up)
 
     sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
