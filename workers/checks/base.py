@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import socket
 import ssl
 import time
@@ -21,7 +22,7 @@ from uuid import UUID
 import httpx
 
 from workers.checks import guidance
-from workers.checks.context import CheckContext, Credentials
+from workers.checks.context import CheckContext, Credentials, CredentialsUnavailable
 from workers.checks.guidance import Provider
 from workers.checks.result import HealthError, HealthResult, Status
 
@@ -78,8 +79,14 @@ class Adapter(ABC, Generic[C]):
 
     # -- helpers for probe() ------------------------------------------------
 
+    async def optional_credentials(self, org_id: UUID) -> Credentials | None:
+        try:
+            return await self.ctx.credentials.load(org_id, self.integration_type)
+        except CredentialsUnavailable:
+            raise CheckFailed(guidance.unreadable_credentials(self.provider)) from None
+
     async def credentials(self, org_id: UUID) -> Credentials:
-        found = await self.ctx.credentials.load(org_id, self.integration_type)
+        found = await self.optional_credentials(org_id)
         if found is None:
             raise CheckFailed(guidance.missing_credentials(self.provider))
         return found
@@ -138,6 +145,24 @@ def classify_status(provider: Provider, response: httpx.Response) -> HealthError
             provider, f"the provider answered {code} (not found): check the address"
         )
     return guidance.provider_error(provider, f"HTTP {code}", transient=False)
+
+
+_OAUTH_CODE = re.compile(r"[a-z_]{1,64}")
+
+
+def oauth_error(response: httpx.Response) -> str | None:
+    """The `error` code of an OAuth2 error answer (RFC 6749 5.2), when it is a plain code.
+
+    Safe to show: only a bare code passes, never a description or the body.
+    """
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    code = body.get("error") if isinstance(body, dict) else None
+    if isinstance(code, str) and _OAUTH_CODE.fullmatch(code):
+        return code
+    return None
 
 
 def retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:

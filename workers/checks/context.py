@@ -16,6 +16,10 @@ from uuid import UUID
 import httpx
 
 
+class CredentialsUnavailable(Exception):
+    """Stored credentials exist but cannot be read (e.g. encrypted with a retired key)."""
+
+
 class Credentials(Protocol):
     """Decrypted credentials; their repr never shows a value."""
 
@@ -23,7 +27,9 @@ class Credentials(Protocol):
 
 
 class CredentialSource(Protocol):
-    async def load(self, org_id: UUID, integration_type: str) -> Credentials | None: ...
+    async def load(self, org_id: UUID, integration_type: str) -> Credentials | None:
+        """None when none are stored; raises CredentialsUnavailable when unreadable."""
+        ...
 
     async def save(self, org_id: UUID, integration_type: str, payload: dict[str, str]) -> None:
         """Replace the stored credentials (after a token refresh)."""

@@ -16,15 +16,19 @@ class Provider:
     """How guidance names a provider and what re-authorizing it means."""
 
     display_name: str
-    auth_kind: str  # oauth2 | api_key | bearer | none
+    # oauth2 | api_key | bearer | client_credentials (a pasted client id/secret) | none
+    auth_kind: str
     docs_url: str | None = None
     status_page: str | None = None
 
     @property
     def credential_word(self) -> str:
-        return {"api_key": "API key", "oauth2": "authorization", "bearer": "token"}.get(
-            self.auth_kind, "credentials"
-        )
+        return {
+            "api_key": "API key",
+            "oauth2": "authorization",
+            "bearer": "token",
+            "client_credentials": "client ID or secret",
+        }.get(self.auth_kind, "credentials")
 
 
 def auth_rejected(provider: Provider, detail: str = "") -> HealthError:
@@ -72,6 +76,17 @@ def missing_credentials(provider: Provider) -> HealthError:
         ErrorCategory.CONFIGURATION,
         f"No credentials are stored for {provider.display_name}.",
         f"Add the {provider.display_name} credentials in the integration's settings.",
+        RecoveryAction.UPDATE_CREDENTIALS,
+        provider.docs_url,
+    )
+
+
+def unreadable_credentials(provider: Provider) -> HealthError:
+    return HealthError(
+        ErrorCategory.CONFIGURATION,
+        f"The stored {provider.display_name} credentials cannot be decrypted by this server.",
+        f"Enter the {provider.display_name} credentials again in the integration's settings "
+        "(an operator retired the key they were encrypted with).",
         RecoveryAction.UPDATE_CREDENTIALS,
         provider.docs_url,
     )
@@ -149,10 +164,12 @@ def slow(provider: Provider, latency_ms: int, threshold_ms: int) -> HealthError:
     )
 
 
-def unexpected(provider: Provider) -> HealthError:
+def unexpected(provider: Provider, what: str = "") -> HealthError:
     return HealthError(
         ErrorCategory.UNKNOWN,
-        f"The check of {provider.display_name} failed unexpectedly.",
+        f"The check of {provider.display_name} failed unexpectedly"
+        + (f" ({what})" if what else "")
+        + ".",
         "The monitor retries by itself. If it keeps failing, contact support.",
         RecoveryAction.CONTACT_SUPPORT,
         provider.docs_url,

@@ -18,7 +18,7 @@ class HttpCheck(Adapter[HttpConfig]):
 
     async def probe(self, org_id: UUID, config: HttpConfig) -> HealthError | None:
         # Credentials are optional here: many health endpoints are public.
-        found = await self.ctx.credentials.load(org_id, self.integration_type)
+        found = await self.optional_credentials(org_id)
         headers: dict[str, str] = {}
         if found is not None and found.get("bearerToken"):
             headers["Authorization"] = f"Bearer {found.get('bearerToken')}"

@@ -1,0 +1,49 @@
+"""Adapters' credentials, read from and written to the vault (service role)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from db import credentials, integrations
+from db.scope import as_service
+from db.vault import Secret, Vault, VaultError
+from workers.checks.context import CredentialsUnavailable
+
+log = structlog.get_logger(__name__)
+
+
+class VaultCredentialSource:
+    def __init__(self, pool: asyncpg.Pool, vault: Vault) -> None:
+        self._pool = pool
+        self._vault = vault
+
+    def __repr__(self) -> str:
+        return "VaultCredentialSource()"
+
+    async def load(self, org_id: UUID, integration_type: str) -> Secret | None:
+        async with self._pool.acquire() as conn:
+            try:
+                return await credentials.load(
+                    conn, self._vault, org_id=org_id, integration_type=integration_type
+                )
+            except VaultError as exc:
+                # The message names the key id and the row, never key material or plaintext.
+                log.error(
+                    "credentials_unreadable",
+                    org_id=str(org_id),
+                    integration_type=integration_type,
+                    reason=str(exc),
+                )
+                raise CredentialsUnavailable from None
+
+    async def save(self, org_id: UUID, integration_type: str, payload: dict[str, str]) -> None:
+        async with as_service(self._pool) as conn:
+            integration = await integrations.get(conn, org_id, integration_type)
+            if integration is None:  # removed while its check ran
+                return
+            await credentials.store(
+                conn, self._vault, org_id=org_id, integration_id=integration.id, payload=payload
+            )

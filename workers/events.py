@@ -1,0 +1,85 @@
+"""StatusChange events, published to Redis after the run's transaction commits.
+
+Every completed check is published, with `changed` telling a status change
+from a repeat, so `statusChanged(includeUnchanged: true)` subscribers get
+every check and the others only flips. Each event carries the health
+snapshot, so a dashboard needs no query to redraw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from redis.asyncio import Redis
+
+from db.health import StatusRow
+from db.integrations import Integration
+
+ALL_ORGS_CHANNEL = "ihm:status:all"
+
+CONNECTION_STATES = {"healthy": "CONNECTED", "degraded": "DEGRADED", "unreachable": "ERROR"}
+
+
+def org_channel(org_id: UUID | str) -> str:
+    return f"ihm:status:org:{org_id}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def health_snapshot(row: StatusRow, integration: Integration, display_name: str) -> dict[str, Any]:
+    """The IntegrationHealth of the contract, as JSON (camelCase, enums upper-case)."""
+    error = None
+    if row.status != "healthy" and row.error_category:
+        error = {
+            "category": row.error_category,
+            "message": row.error_message,
+            "guidance": row.error_guidance,
+            "recoveryAction": row.recovery_action,
+            "docsUrl": row.docs_url,
+        }
+    return {
+        "integrationId": str(integration.id),
+        "orgId": str(row.org_id),
+        "integrationType": row.integration_type,
+        "displayName": display_name,
+        "enabled": integration.enabled,
+        "status": row.status.upper(),
+        "connectionState": CONNECTION_STATES[row.status],
+        "latencyMs": row.latency_ms,
+        "checkedAt": _iso(row.checked_at),
+        "lastSuccessAt": _iso(row.last_success_at),
+        "statusSince": _iso(row.status_since),
+        "consecutiveFailures": row.consecutive_failures,
+        "nextCheckAt": _iso(integration.next_check_at),
+        "error": error,
+    }
+
+
+def status_event(row: StatusRow, integration: Integration, display_name: str) -> dict[str, Any]:
+    return {
+        "orgId": str(row.org_id),
+        "integrationType": row.integration_type,
+        "previousStatus": (row.previous_status or "unknown").upper(),
+        "status": row.status.upper(),
+        "changed": row.flipped,
+        "changedAt": _iso(row.checked_at),
+        "health": health_snapshot(row, integration, display_name),
+    }
+
+
+async def publish_status_events(redis: Redis, events: Sequence[dict[str, Any]]) -> None:
+    """One round trip for the whole run: the org's channel and the all-orgs channel."""
+    if not events:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for event in events:
+            message = json.dumps(event, separators=(",", ":"))
+            pipe.publish(org_channel(event["orgId"]), message)
+            pipe.publish(ALL_ORGS_CHANNEL, message)
+        await pipe.execute()
