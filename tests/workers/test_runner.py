@@ -282,7 +282,8 @@ async def test_disabled_integrations_and_passive_ones_are_not_pinged_by_the_sche
     make_runner: Callable[..., Runner], providers: FakeProviders, org: UUID, pool: asyncpg.Pool
 ) -> None:
     await pool.execute(
-        "UPDATE integration_config SET enabled = false WHERE org_id = $1 AND integration_type = 'http'",
+        "UPDATE integration_config SET enabled = false "
+        "WHERE org_id = $1 AND integration_type = 'http'",
         org,
     )
     await pool.execute(
