@@ -129,3 +129,29 @@ async def redis_url(redis_server: EmbeddedRedis) -> AsyncIterator[str]:
     await client.flushall()
     await client.aclose()
     yield redis_server.url()
+
+
+@pytest.fixture(scope="session")
+def simulator_url() -> Iterator[str]:
+    """The bundled provider simulator, served by uvicorn in a thread for the session."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from workers.simulator import create_simulator_app
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_simulator_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the simulator did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)

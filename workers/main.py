@@ -1,42 +1,78 @@
-"""The arq worker: its settings, shared clients and cron jobs."""
+"""The arq worker: its settings, shared clients and jobs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from db.pool import create_pool
+from db.vault import Vault
 from settings import Settings
-from workers import maintenance
+from workers import jobs, maintenance
+from workers.checks.context import CheckContext, TokenCache
+from workers.credential_source import VaultCredentialSource
+from workers.runner import Runner
+
+USER_AGENT = "integration-health-monitor/0.1 (+health check)"
 
 
 def redis_settings(url: str) -> RedisSettings:
-    """arq's settings for REDIS_URL, retrying for a while when Redis is away."""
+    """arq's settings for REDIS_URL. Every command retries with backoff for about a
+    minute, so a Redis restart pauses the worker instead of ending it (arq's default)."""
     base = RedisSettings.from_dsn(url)
     base.conn_retries = 30
     base.conn_retry_delay = 1
     base.retry_on_timeout = True
+    base.retry_on_error = [RedisConnectionError, RedisTimeoutError, ConnectionError, OSError]
+    base.retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=40)
     return base
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    """One client per worker: keep-alive to providers, bounded connections."""
+    timeout = settings.check_timeout_seconds
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+        limits=httpx.Limits(max_connections=500, max_keepalive_connections=100),
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,
+    )
 
 
 def build_worker(settings: Settings, **overrides: Any) -> Worker:
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["settings"] = settings
-        ctx["pool"] = await create_pool(
-            settings.require_database(), application_name="ihm-worker", max_size=10
+        pool = await create_pool(
+            settings.require_database(), application_name="ihm-worker", max_size=20
+        )
+        vault = Vault([(k.key_id, k.key) for k in settings.vault_keys])
+        http = http_client(settings)
+        ctx.update(settings=settings, pool=pool, http=http)
+        ctx["runner"] = Runner(
+            pool=pool,
+            checks=CheckContext(
+                http=http, credentials=VaultCredentialSource(pool, vault), tokens=TokenCache()
+            ),
+            redis=ctx["redis"],
+            timeout_seconds=settings.check_timeout_seconds,
         )
         await maintenance.ensure_result_partitions(ctx)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        pool = ctx.get("pool")
-        if pool is not None:
-            await pool.close()
+        if "http" in ctx:
+            await ctx["http"].aclose()
+        if "pool" in ctx:
+            await ctx["pool"].close()
 
     options: dict[str, Any] = {
-        "functions": [],
+        "functions": [jobs.check_org, jobs.check_integration],
         "cron_jobs": [
             cron(maintenance.ensure_result_partitions, minute={7}, unique=True),
             cron(maintenance.prune_results, hour={3}, minute={17}, unique=True),
@@ -45,6 +81,9 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "on_shutdown": on_shutdown,
         "redis_settings": redis_settings(settings.require_redis()),
         "handle_signals": True,
+        # A check job never outlives its timeout by much; leave room for the write.
+        "job_timeout": settings.check_timeout_seconds * 2 + 30,
+        "max_jobs": 50,
     }
     options.update(overrides)
     return Worker(**options)
