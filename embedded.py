@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -298,6 +299,7 @@ class EmbeddedRedis:
 
 PG_PORT = 54329
 REDIS_PORT = 63799
+SIMULATOR_PORT = 9100
 STATE_DIR = ".ihm"
 CHILD_STOP_SECONDS = 15
 READY_TIMEOUT_SECONDS = 60
@@ -315,16 +317,18 @@ def _secrets(path: Path) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
-async def _migrate_and_seed(dsn: str, api_base_url: str) -> list[str]:
+async def _migrate_and_seed(settings: Settings, simulator_url: str) -> list[str]:
     from db import demo
     from db.migrate import migrate
     from db.pool import connect
+    from db.vault import Vault
 
-    conn = await connect(dsn, application_name="ihm-up")
+    vault = Vault([(k.key_id, k.key) for k in settings.vault_keys])
+    conn = await connect(settings.require_database(), application_name="ihm-up")
     try:
         applied = await migrate(conn)
         async with conn.transaction():
-            await demo.seed(conn, api_base_url=api_base_url)
+            await demo.seed(conn, vault, simulator_url=simulator_url)
     finally:
         await conn.close()
     return [m.version for m in applied]
@@ -356,7 +360,7 @@ def _settings_from(env: dict[str, str]) -> Settings:
     return settings
 
 
-def _banner(settings: Settings, base_url: str) -> str:
+def _banner(settings: Settings, base_url: str, simulator_url: str) -> str:
     from db.demo import DEMO_ORG_ID
     from resolvers.tokens import mint_token
 
@@ -364,7 +368,8 @@ def _banner(settings: Settings, base_url: str) -> str:
     lines = [
         f"Integration Health Monitor is up: {base_url}",
         f"  readiness  {base_url}/readyz    metrics  {base_url}/metrics",
-        f"  demo org   {DEMO_ORG_ID}",
+        f"  demo org   {DEMO_ORG_ID}: six integrations against the simulator at {simulator_url}",
+        "             (a scripted scenario changes their health every few seconds)",
         "  tokens (12 h; send as `Authorization: Bearer <token>`):",
     ]
     for role in ("member", "coordinator", "org_admin", "service", "global_admin"):
@@ -402,6 +407,7 @@ def run_up(
     port: int = 8000,
     pg_port: int = PG_PORT,
     redis_port: int = REDIS_PORT,
+    simulator_port: int = SIMULATOR_PORT,
 ) -> int:
     """Run the whole product locally until Ctrl-C or SIGTERM; return the exit code."""
     state = Path.cwd() / STATE_DIR
@@ -423,9 +429,9 @@ def run_up(
     postgres: EmbeddedPostgres | None = None
     redis: EmbeddedRedis | None = None
     children: dict[str, subprocess.Popen[bytes]] = {}
+    demo_thread: threading.Thread | None = None
+    demo_stop = threading.Event()
     try:
-        if port_is_open(port, host):
-            raise EmbeddedError(f"port {port} is taken: stop what uses it or pass --port")
         if "DATABASE_URL" not in env:
             postgres = EmbeddedPostgres(state / "pg", pg_port, password_file=state / "pg-password")
             postgres.start()
@@ -435,20 +441,33 @@ def run_up(
             redis = EmbeddedRedis(state / "redis", redis_port)
             redis.start()
             env["REDIS_URL"] = redis.url()
+        for what, taken in (("API", port), ("simulator", simulator_port)):
+            if port_is_open(taken):
+                raise EmbeddedError(
+                    f"port {taken} for the {what} is taken: free it or pick another"
+                )
         settings = _settings_from(env)
         base_url = f"http://{host}:{port}"
-        asyncio.run(_migrate_and_seed(env["DATABASE_URL"], base_url))
+        simulator_url = f"http://127.0.0.1:{simulator_port}"
+        asyncio.run(_migrate_and_seed(settings, simulator_url))
 
         command = [sys.executable, "-m", "ihm"]
         for name, args in {
+            "simulator": [*command, "simulator", "--port", str(simulator_port)],
             "api": [*command, "api", "--host", host, "--port", str(port)],
             "worker": [*command, "worker"],
         }.items():
             children[name] = subprocess.Popen(args, env=env, start_new_session=True)
         if not _wait_ready(f"{base_url}/readyz", children) and not stop:
             raise EmbeddedError(f"the API did not become ready at {base_url}/readyz")
+        if not _wait_ready(f"{simulator_url}/_control/healthz", children) and not stop:
+            raise EmbeddedError(f"the simulator did not start at {simulator_url}")
         if not stop:
-            print(_banner(settings, base_url), flush=True)
+            from db.demo import DEMO_ORG_ID
+            from workers import demo
+
+            demo_thread, demo_stop = demo.start(simulator_url, env["REDIS_URL"], str(DEMO_ORG_ID))
+            print(_banner(settings, base_url, simulator_url), flush=True)
         while not stop:
             for name, process in children.items():
                 if process.poll() is not None:
@@ -459,6 +478,9 @@ def run_up(
         print(f"ihm up: {exc}", file=sys.stderr)
         return 1
     finally:
+        if demo_thread is not None:
+            demo_stop.set()
+            demo_thread.join(10)
         _stop_children(children)
         if redis is not None:
             redis.stop()

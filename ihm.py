@@ -106,12 +106,51 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from embedded import run_up
 
-    return run_up(host=args.host, port=args.port, pg_port=args.pg_port, redis_port=args.redis_port)
+    return run_up(
+        host=args.host,
+        port=args.port,
+        pg_port=args.pg_port,
+        redis_port=args.redis_port,
+        simulator_port=args.simulator_port,
+    )
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    from workers.simulator import run
+
+    print(f"provider simulator on http://{args.host}:{args.port} (control: /_control/<key>)")
+    run(host=args.host, port=args.port)
+    return 0
+
+
+def cmd_vault_rotate(_: argparse.Namespace) -> int:
+    from db import credentials
+    from db.pool import connect
+    from db.vault import Vault, VaultError
+
+    settings = load_settings()
+    vault = Vault([(k.key_id, k.key) for k in settings.vault_keys])
+    dsn = settings.require_database()
+
+    async def run() -> int:
+        conn = await connect(dsn, application_name="ihm-vault")
+        try:
+            return await credentials.rotate(conn, vault)
+        finally:
+            await conn.close()
+
+    try:
+        count = asyncio.run(run())
+    except VaultError as exc:
+        print(f"ihm vault rotate: {exc}", file=sys.stderr)
+        return 1
+    print(f"re-encrypted {count} secret(s) with key {vault.current_key_id!r}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from db.scope import ROLES
-    from embedded import PG_PORT, REDIS_PORT
+    from embedded import PG_PORT, REDIS_PORT, SIMULATOR_PORT
 
     parser = argparse.ArgumentParser(prog="ihm", description="Integration Health Monitor")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -121,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--pg-port", type=int, default=PG_PORT, help="embedded Postgres port")
     up.add_argument("--redis-port", type=int, default=REDIS_PORT, help="embedded Redis port")
+    up.add_argument("--simulator-port", type=int, default=SIMULATOR_PORT)
     up.set_defaults(func=cmd_up)
 
     sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
@@ -133,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run an arq worker with the cron jobs").set_defaults(
         func=cmd_worker
     )
+
+    simulator = sub.add_parser("simulator", help="run the provider simulator alone")
+    simulator.add_argument("--host", default="127.0.0.1")
+    simulator.add_argument("--port", type=int, default=SIMULATOR_PORT)
+    simulator.set_defaults(func=cmd_simulator)
+
+    vault = sub.add_parser("vault", help="credential vault maintenance")
+    vault_sub = vault.add_subparsers(dest="vault_command", required=True, metavar="ACTION")
+    vault_sub.add_parser(
+        "rotate", help="re-encrypt every stored secret with the first key of IHM_VAULT_KEYS"
+    ).set_defaults(func=cmd_vault_rotate)
 
     token = sub.add_parser("token", help="print a signed token for local use")
     token.add_argument("--role", required=True, choices=ROLES)

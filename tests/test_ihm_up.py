@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,13 +12,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
+from db.demo import DEMO_ORG_ID
 from embedded import free_port, port_is_open
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 120
+DEMO_TYPES = ("http", "slack", "gmail", "google_calendar", "xledger", "dynamics365")
 
 
 @pytest.fixture
@@ -35,7 +39,8 @@ def _start(workdir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.Popen(
         [sys.executable, "-m", "ihm", "up", "--port", str(ports["api"])]
-        + ["--pg-port", str(ports["pg"]), "--redis-port", str(ports["redis"])],
+        + ["--pg-port", str(ports["pg"]), "--redis-port", str(ports["redis"])]
+        + ["--simulator-port", str(ports["simulator"])],
         cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,
@@ -58,6 +63,23 @@ def _wait_for_banner(process: subprocess.Popen[str]) -> list[str]:
     pytest.fail("ihm up was not ready in time:\n" + "".join(seen))
 
 
+async def _demo_statuses(workdir: Path, pg_port: int) -> dict[str, str]:
+    password = (workdir / ".ihm" / "pg-password").read_text().strip()
+    conn = await asyncpg.connect(f"postgresql://ihm:{password}@127.0.0.1:{pg_port}/ihm")
+    try:
+        for _ in range(150):
+            rows = await conn.fetch(
+                "SELECT integration_type, status FROM integration_health_status WHERE org_id = $1",
+                DEMO_ORG_ID,
+            )
+            if len(rows) == len(DEMO_TYPES):
+                return {r["integration_type"]: r["status"] for r in rows}
+            await asyncio.sleep(0.2)
+        return {r["integration_type"]: r["status"] for r in rows}
+    finally:
+        await conn.close()
+
+
 def _stop(process: subprocess.Popen[str], sig: int) -> str:
     process.send_signal(sig)
     out, _ = process.communicate(timeout=60)
@@ -65,18 +87,21 @@ def _stop(process: subprocess.Popen[str], sig: int) -> str:
 
 
 def test_ihm_up_serves_readiness_then_stops_everything_it_started(workdir: Path) -> None:
-    ports = {"api": free_port(), "pg": free_port(), "redis": free_port()}
+    ports = {"api": free_port(), "pg": free_port(), "redis": free_port(), "simulator": free_port()}
     process = _start(workdir, ports)
     try:
         banner = "".join(_wait_for_banner(process))
         ready = httpx.get(f"http://127.0.0.1:{ports['api']}/readyz", timeout=5)
         alive = httpx.get(f"http://127.0.0.1:{ports['api']}/healthz", timeout=5)
+        checked = asyncio.run(_demo_statuses(workdir, ports["pg"]))
     finally:
         rest = _stop(process, signal.SIGINT)
 
     assert ready.status_code == 200
     assert ready.json() == {"status": "ok", "checks": {"postgres": "ok", "redis": "ok"}}
     assert alive.status_code == 200
+    # The demo scenario's first step: every provider answers, and the worker checked them all.
+    assert checked == dict.fromkeys(DEMO_TYPES, "healthy")
     for role in ("member", "coordinator", "org_admin", "service", "global_admin"):
         assert f"    {role}" in banner
     assert process.returncode == 0, rest
@@ -85,7 +110,7 @@ def test_ihm_up_serves_readiness_then_stops_everything_it_started(workdir: Path)
 
 
 def test_ihm_up_reuses_its_database_and_secrets_on_the_next_run(workdir: Path) -> None:
-    ports = {"api": free_port(), "pg": free_port(), "redis": free_port()}
+    ports = {"api": free_port(), "pg": free_port(), "redis": free_port(), "simulator": free_port()}
     first = _start(workdir, ports)
     try:
         _wait_for_banner(first)
