@@ -1,0 +1,217 @@
+"""Benchmark: checks per second end to end, CPU per check, upsert and prune times.
+
+    .venv/bin/python -m tests.benchmarks.bench_checks --integrations 1000
+    .venv/bin/python -m tests.benchmarks.bench_checks --integrations 10000
+
+Real Postgres and Redis (the embedded servers, in a temporary directory) and
+the provider simulator in its own process; the runner and the database
+writes run here, as in a worker. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
+
+from db import credentials, health
+from db.demo import demo_integrations
+from db.migrate import migrate
+from db.pool import connect, create_pool
+from db.scope import as_service
+from db.vault import Vault
+from embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from workers.checks.context import CheckContext, TokenCache
+from workers.credential_source import VaultCredentialSource
+from workers.main import USER_AGENT
+from workers.runner import Runner, run_health_checks
+
+TYPES = ("http", "slack", "gmail", "google_calendar", "xledger", "dynamics365")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def seed(pool: object, vault: Vault, simulator_url: str, orgs: int) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in range(orgs)]
+    async with as_service(pool) as conn:  # type: ignore[arg-type]
+        await conn.executemany(
+            "INSERT INTO organizations (id, name) VALUES ($1, $2)",
+            [(o, f"bench {n}") for n, o in enumerate(ids)],
+        )
+        for org in ids:
+            for kind, (config, secret) in demo_integrations(simulator_url).items():
+                config = {
+                    k: (v.replace("/demo-", f"/{org.hex[:8]}-") if isinstance(v, str) else v)
+                    for k, v in config.items()
+                }
+                integration_id = await conn.fetchval(
+                    "INSERT INTO integration_config (org_id, integration_type, "
+                    "check_interval_seconds, config) VALUES ($1, $2, 900, $3) RETURNING id",
+                    org,
+                    kind,
+                    config,
+                )
+                if secret:
+                    await credentials.store(
+                        conn, vault, org_id=org, integration_id=integration_id, payload=secret
+                    )
+    return ids
+
+
+async def bench(integrations: int, concurrency: int) -> None:
+    orgs = max(1, integrations // len(TYPES))
+    scratch = Path(tempfile.mkdtemp(prefix="ihm-bench-"))
+    os.chmod(scratch, 0o755)
+    pg = EmbeddedPostgres(scratch / "pg", free_port(), settings={"shared_buffers": "256MB"})
+    rd = EmbeddedRedis(scratch / "redis", free_port(), persistent=False)
+    sim_port = free_port()
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "ihm", "simulator", "--port", str(sim_port)],
+        stdout=subprocess.DEVNULL,
+    )
+    pg.start()
+    rd.start()
+    try:
+        pg.create_database("bench")
+        conn = await connect(pg.dsn("bench"))
+        await migrate(conn)
+        await conn.close()
+        pool = await create_pool(pg.dsn("bench"), max_size=40)
+        vault = Vault([("k1", b"b" * 32)])
+        simulator_url = f"http://127.0.0.1:{sim_port}"
+        for _ in range(100):
+            try:
+                httpx.get(f"{simulator_url}/_control/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        t0 = time.perf_counter()
+        org_ids = await seed(pool, vault, simulator_url, orgs)
+        print(
+            f"seeded {orgs} orgs x {len(TYPES)} = {orgs * len(TYPES)} integrations "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
+
+        redis = Redis.from_url(rd.url())
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(10, connect=5),
+            limits=httpx.Limits(max_connections=500, max_keepalive_connections=200),
+            headers={"User-Agent": USER_AGENT},
+        )
+        runner = Runner(
+            pool=pool,
+            checks=CheckContext(http, VaultCredentialSource(pool, vault), TokenCache()),
+            redis=redis,
+            timeout_seconds=10,
+        )
+        gate = asyncio.Semaphore(concurrency)
+        org_seconds: list[float] = []
+
+        async def one(org: uuid.UUID) -> int:
+            async with gate:
+                started = time.perf_counter()
+                outcomes = await run_health_checks(runner, org, trigger="manual")
+                org_seconds.append(time.perf_counter() - started)
+                return sum(o.result.status.value == "healthy" for o in outcomes)
+
+        for label in ("cold (token fetches, new connections)", "warm"):
+            org_seconds.clear()
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            healthy = sum(await asyncio.gather(*(one(o) for o in org_ids)))
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            checks = orgs * len(TYPES)
+            print(
+                f"[{label}] {checks} checks ({healthy} healthy) in {wall:.2f} s: "
+                f"{checks / wall:.0f} checks/s, {cpu / checks * 1000:.2f} ms CPU per check "
+                f"(this process), org run p50 {percentile(org_seconds, 0.5) * 1000:.0f} ms "
+                f"p95 {percentile(org_seconds, 0.95) * 1000:.0f} ms"
+            )
+
+        # One org's results, written as the runner does (one statement, history by trigger).
+        org = org_ids[0]
+        upserts: list[float] = []
+        base = datetime.now(UTC)
+        for n in range(200):
+            records = [
+                health.CheckRecord(org, kind, "healthy", 40 + n, base + timedelta(seconds=n))
+                for kind in TYPES
+            ]
+            async with as_service(pool) as conn:
+                t = time.perf_counter()
+                await health.record_results(conn, records)
+                upserts.append(time.perf_counter() - t)
+        print(
+            f"upsert one org's results ({len(TYPES)} rows + history + log), history full: "
+            f"p50 {percentile(upserts, 0.5) * 1000:.2f} ms, p95 "
+            f"{percentile(upserts, 0.95) * 1000:.2f} ms (bound 500 ms)"
+        )
+
+        # History of every integration filled to the cap, then the prune alone.
+        async with pool.acquire() as conn:
+            t = time.perf_counter()
+            await conn.execute(
+                "INSERT INTO health_check_history (org_id, integration_type, status, latency_ms, "
+                "checked_at, \"trigger\") SELECT c.org_id, c.integration_type, 'healthy', 40, "
+                "now() - make_interval(mins => 15 * g), 'scheduled' FROM integration_config c, "
+                "generate_series(1, 96) g"
+            )
+            rows = await conn.fetchval("SELECT count(*) FROM health_check_history")
+            await conn.execute("ANALYZE health_check_history")
+            print(f"history filled to {rows} rows in {time.perf_counter() - t:.1f} s")
+            prunes: list[float] = []
+            for n in range(200):
+                org = org_ids[n % len(org_ids)]
+                async with conn.transaction():
+                    t = time.perf_counter()
+                    await conn.execute(
+                        "DELETE FROM health_check_history WHERE org_id = $1 AND "
+                        "integration_type = 'slack' AND (checked_at, id) < (SELECT checked_at, id "
+                        "FROM health_check_history WHERE org_id = $1 AND integration_type = "
+                        "'slack' ORDER BY checked_at DESC, id DESC OFFSET 95 LIMIT 1)",
+                        org,
+                    )
+                    prunes.append(time.perf_counter() - t)
+            print(
+                f"prune one integration's history ({rows} rows in the table): p50 "
+                f"{percentile(prunes, 0.5) * 1000:.2f} ms, p95 "
+                f"{percentile(prunes, 0.95) * 1000:.2f} ms (bound 200 ms)"
+            )
+            print(
+                f"mean upsert {statistics.mean(upserts) * 1000:.2f} ms, "
+                f"mean prune {statistics.mean(prunes) * 1000:.2f} ms"
+            )
+        await http.aclose()
+        await redis.aclose()
+        await pool.close()
+    finally:
+        simulator.terminate()
+        simulator.wait()
+        rd.stop()
+        pg.stop()
+        subprocess.run(["rm", "-rf", str(scratch)], check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--integrations", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=50, help="orgs checked at once")
+    args = parser.parse_args()
+    asyncio.run(bench(args.integrations, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
