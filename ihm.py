@@ -103,6 +103,13 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(_: argparse.Namespace) -> int:
+    from schema.root import sdl
+
+    print(sdl())
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from embedded import run_up
 
@@ -173,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run an arq worker with the cron jobs").set_defaults(
         func=cmd_worker
     )
+
+    sub.add_parser("schema", help="print the GraphQL SDL").set_defaults(func=cmd_schema)
 
     simulator = sub.add_parser("simulator", help="run the provider simulator alone")
     simulator.add_argument("--host", default="127.0.0.1")

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
         default=5.0, alias="IHM_MANUAL_CHECK_COOLDOWN_SECONDS", ge=0
     )
     manual_checks_per_minute: int = Field(default=30, alias="IHM_MANUAL_CHECKS_PER_MINUTE", ge=1)
+    # Beyond DESIGN.md's table: browser origins (besides the API's own) allowed to open
+    # the GraphQL WebSocket, comma-separated, e.g. "https://app.example.com".
+    allowed_origins_raw: str = Field(default="", alias="IHM_ALLOWED_ORIGINS")
 
     @field_validator("database_url")
     @classmethod
@@ -116,6 +119,18 @@ class Settings(BaseSettings):
         if v is not None:
             parse_vault_keys(v.get_secret_value())
         return v
+
+    @field_validator("allowed_origins_raw")
+    @classmethod
+    def _origins(cls, v: str) -> str:
+        for origin in (o.strip() for o in v.split(",") if o.strip()):
+            if origin != "*" and not origin.startswith(("https://", "http://")):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return v
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        return tuple(o.strip() for o in self.allowed_origins_raw.split(",") if o.strip())
 
     # -- what each command needs -------------------------------------------
 

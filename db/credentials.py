@@ -243,3 +243,21 @@ def _reseal_column(
     if key_id is None or ciphertext is None or not vault.needs_rotation(key_id):
         return None
     return vault.reseal(Sealed(key_id, ciphertext), aad=aad, what=what)
+
+
+_FOR_REAUTHORIZATION = "SELECT key_id, ciphertext FROM ihm_reauthorization_credentials($1)"
+
+
+async def load_for_reauthorization(
+    conn: asyncpg.Connection, vault: Vault, integration_id: UUID
+) -> Secret | None:
+    """As an org admin (ihm_api, RLS claims): the credentials of one of its integrations,
+    through a SECURITY DEFINER function; the API decrypts them with its own vault keys."""
+    row = await conn.fetchrow(_FOR_REAUTHORIZATION, integration_id)
+    if row is None:
+        return None
+    return vault.decrypt(
+        Sealed(row["key_id"], row["ciphertext"]),
+        aad=credentials_aad(integration_id),
+        what=f"credentials of integration {integration_id}",
+    )

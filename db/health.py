@@ -181,6 +181,18 @@ SELECT status, latency_ms, checked_at, error_category, error_message, "trigger" 
 
 _GLOBAL_COUNTS = "SELECT * FROM ihm_global_health_summary()"
 
+# Newest rows per integration for several integrations at once (DataLoaders).
+_HISTORY_MANY = """
+SELECT integration_type, status, latency_ms, checked_at, error_category, error_message,
+       "trigger" AS trigger
+  FROM (SELECT h.*, row_number() OVER (PARTITION BY integration_type
+                                       ORDER BY checked_at DESC, id DESC) AS n
+          FROM health_check_history h
+         WHERE org_id = $1 AND integration_type = ANY($2) AND checked_at >= $3) ranked
+ WHERE n <= $4
+ ORDER BY integration_type, checked_at DESC, n
+"""
+
 
 async def record_results(
     conn: asyncpg.Connection, records: Sequence[CheckRecord]
@@ -230,6 +242,30 @@ async def history(
 ) -> list[HistoryRow]:
     rows = await conn.fetch(_HISTORY, org_id, integration_type, since, limit)
     return [HistoryRow.from_row(r) for r in rows]
+
+
+async def history_many(
+    conn: asyncpg.Connection,
+    org_id: UUID,
+    integration_types: Sequence[str],
+    *,
+    since: datetime,
+    limit: int = 96,
+) -> dict[str, list[HistoryRow]]:
+    found: dict[str, list[HistoryRow]] = {k: [] for k in integration_types}
+    for row in await conn.fetch(_HISTORY_MANY, org_id, list(integration_types), since, limit):
+        values = dict(row)
+        kind = values.pop("integration_type")
+        found.setdefault(kind, []).append(HistoryRow(**values))
+    return found
+
+
+async def org_health_for(
+    conn: asyncpg.Connection, org_id: UUID, integration_types: Sequence[str]
+) -> dict[str, IntegrationHealthRow]:
+    rows = await org_health(conn, org_id)
+    wanted = set(integration_types)
+    return {r.integration_type: r for r in rows if r.integration_type in wanted}
 
 
 async def global_counts(conn: asyncpg.Connection) -> GlobalCounts:

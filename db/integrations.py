@@ -74,6 +74,46 @@ async def upsert(
     return Integration.from_row(row)
 
 
+_LIST_WITH_CREDENTIALS = f"""
+SELECT {", ".join("c." + c.strip() for c in _COLUMNS.split(","))},
+       (cr.integration_id IS NOT NULL) AS has_credentials
+  FROM integration_config c
+  LEFT JOIN integration_credentials cr ON cr.integration_id = c.id AND cr.org_id = c.org_id
+ WHERE c.org_id = $1
+ ORDER BY c.integration_type
+"""
+_SET_ENABLED = f"""
+UPDATE integration_config SET enabled = $3 WHERE org_id = $1 AND integration_type = $2
+RETURNING {_COLUMNS}
+"""
+_REMOVE = "DELETE FROM integration_config WHERE org_id = $1 AND integration_type = $2"
+
+
+async def list_with_credentials(
+    conn: asyncpg.Connection, org_id: UUID
+) -> list[tuple[Integration, bool]]:
+    """Each integration and whether credentials are stored (no secret column is read)."""
+    rows = await conn.fetch(_LIST_WITH_CREDENTIALS, org_id)
+    result = []
+    for row in rows:
+        values = dict(row)
+        has = values.pop("has_credentials")
+        result.append((Integration(**values), has))
+    return result
+
+
+async def set_enabled(
+    conn: asyncpg.Connection, org_id: UUID, integration_type: str, enabled: bool
+) -> Integration | None:
+    row = await conn.fetchrow(_SET_ENABLED, org_id, integration_type, enabled)
+    return Integration.from_row(row) if row else None
+
+
+async def remove(conn: asyncpg.Connection, org_id: UUID, integration_type: str) -> bool:
+    status: str = await conn.execute(_REMOVE, org_id, integration_type)
+    return status == "DELETE 1"
+
+
 async def list_for_org(conn: asyncpg.Connection, org_id: UUID) -> list[Integration]:
     return [Integration.from_row(r) for r in await conn.fetch(_LIST_FOR_ORG, org_id)]
 

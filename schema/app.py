@@ -7,27 +7,77 @@ from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route, WebSocketRoute
 
 from db.pool import create_pool
-from schema import service_routes
+from db.vault import Vault
+from resolvers.auth import TokenVerifier
+from schema import rest, service_routes
+from schema.broadcast import StatusBroadcast
+from schema.context import Services
+from schema.graphql_view import GraphQLView
+from schema.limits import BodySizeLimit
+from schema.metrics import RequestMetrics
+from schema.root import build_schema
 from settings import Settings, load_settings
+from workers.main import queue_client
+
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     settings.require_runtime()
+    development = settings.env == "development"
+    view = GraphQLView(
+        services=None,  # type: ignore[arg-type]  # set in the lifespan
+        schema=build_schema(introspection=development),
+        graphql_ide="graphiql" if development else None,
+        max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
+        allowed_origins=settings.allowed_origins,
+        keep_alive=True,
+        keep_alive_interval=15,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.settings = settings
-        app.state.pool = await create_pool(
+        pool = await create_pool(
             settings.require_database(), application_name="ihm-api", max_size=20
         )
-        app.state.redis = Redis.from_url(settings.require_redis())
+        redis = Redis.from_url(settings.require_redis())
+        # Built without the start-up ping arq's create_pool makes, so the API starts (and
+        # /readyz can say what is wrong) while Redis is away; commands retry with backoff.
+        queue = queue_client(settings.require_redis())
+        broadcast = StatusBroadcast(settings.require_redis())
+        await broadcast.start()
+        services = Services(
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            queue=queue,
+            verifier=TokenVerifier(settings),
+            vault=Vault([(k.key_id, k.key) for k in settings.vault_keys]),
+            broadcast=broadcast,
+        )
+        view.services = services
+        app.state.services = services
+        app.state.pool, app.state.redis = pool, redis  # readiness probes
         try:
             yield
         finally:
-            await app.state.redis.aclose()
-            await app.state.pool.close()
+            await broadcast.stop()
+            await queue.aclose()
+            await redis.aclose()
+            await pool.close()
 
-    return Starlette(routes=service_routes.routes, lifespan=lifespan)
+    return Starlette(
+        routes=[
+            *service_routes.routes,
+            *rest.routes,
+            Route("/graphql", view, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", view),
+        ],
+        middleware=[Middleware(RequestMetrics), Middleware(BodySizeLimit)],
+        lifespan=lifespan,
+    )

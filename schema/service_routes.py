@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
+import asyncpg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from schema.metrics import refresh_check_gauges
 
 READINESS_TIMEOUT_SECONDS = 2.0
 
@@ -42,7 +46,10 @@ async def readyz(request: Request) -> Response:
     )
 
 
-async def metrics(_: Request) -> Response:
+async def metrics(request: Request) -> Response:
+    # When Postgres is away, the request and subscription metrics are still worth serving.
+    with contextlib.suppress(TimeoutError, OSError, asyncpg.PostgresError):
+        await asyncio.wait_for(refresh_check_gauges(request.app.state.pool), 2)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

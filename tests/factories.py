@@ -42,3 +42,25 @@ def check_record(
         checked_at=checked_at or datetime.now(UTC),
         **kwargs,
     )
+
+
+async def make_alert(
+    conn: asyncpg.Connection,
+    org_id: UUID,
+    integration_type: str = "http",
+    kind: str = "UNREACHABLE",
+    **kwargs: Any,
+) -> Any:
+    """A FIRING db.alerts.Alert, opened the way the worker opens one (service role)."""
+    from db import alerts
+
+    kwargs.setdefault("severity", "CRITICAL")
+    kwargs.setdefault("category", "NETWORK")
+    kwargs.setdefault("title", f"{integration_type} is unreachable")
+    kwargs.setdefault("message", "The connection was refused.")
+    kwargs.setdefault("guidance", "The monitor keeps retrying.")
+    kwargs.setdefault("now", datetime.now(UTC))
+    alert, _ = await alerts.open_or_repeat(
+        conn, org_id=org_id, integration_type=integration_type, kind=kind, **kwargs
+    )
+    return alert

@@ -83,3 +83,48 @@ async def publish_status_events(redis: Redis, events: Sequence[dict[str, Any]]) 
             pipe.publish(org_channel(event["orgId"]), message)
             pipe.publish(ALL_ORGS_CHANNEL, message)
         await pipe.execute()
+
+
+def alert_channel(org_id: UUID | str) -> str:
+    return f"ihm:alerts:org:{org_id}"
+
+
+def alert_event(alert: Any) -> dict[str, Any]:
+    """An Alert row (db.alerts.Alert) as the JSON the alertChanged subscription reads."""
+    fields = (
+        "id",
+        "org_id",
+        "integration_type",
+        "kind",
+        "severity",
+        "state",
+        "category",
+        "title",
+        "message",
+        "guidance",
+        "opened_at",
+        "last_seen_at",
+        "occurrences",
+        "acknowledged_at",
+        "dismissed_at",
+        "dismissed_by",
+        "resolved_at",
+    )
+    event: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(alert, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, UUID):
+            value = str(value)
+        event[name] = value
+    return event
+
+
+async def publish_alert_events(redis: Redis, alerts: Sequence[Any]) -> None:
+    if not alerts:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for alert in alerts:
+            pipe.publish(alert_channel(alert.org_id), json.dumps(alert_event(alert)))
+        await pipe.execute()

@@ -14,6 +14,11 @@ def check_job_id(org_id: UUID | str, integration_type: str) -> str:
     return f"check:{org_id}:{integration_type}"
 
 
+def cooldown_key(org_id: UUID | str, integration_type: str) -> str:
+    """Set when a manual check finishes; the next one waits until it expires."""
+    return f"ihm:cooldown:{org_id}:{integration_type}"
+
+
 def _summary(outcome: Outcome) -> dict[str, Any]:
     error = outcome.result.error
     return {
@@ -53,4 +58,7 @@ async def check_integration(
     outcomes = await run_health_checks(
         runner, UUID(org_id), integration_types_filter={integration_type}, trigger=trigger
     )
+    cooldown = ctx["settings"].manual_check_cooldown_seconds if "settings" in ctx else 0
+    if trigger == "manual" and cooldown > 0:
+        await ctx["redis"].set(cooldown_key(org_id, integration_type), "1", px=int(cooldown * 1000))
     return _summary(outcomes[0]) if outcomes else None

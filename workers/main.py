@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from arq import cron
-from arq.connections import RedisSettings
+from arq import cron, func
+from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -34,6 +34,20 @@ def redis_settings(url: str) -> RedisSettings:
     base.retry_on_error = [RedisConnectionError, RedisTimeoutError, ConnectionError, OSError]
     base.retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=40)
     return base
+
+
+def queue_client(url: str) -> ArqRedis:
+    """A client that enqueues jobs (the API's): connects lazily and retries briefly, so a
+    request fails within a couple of seconds instead of hanging while Redis is away."""
+    conf = redis_settings(url)
+    client: ArqRedis = ArqRedis.from_url(
+        url,
+        retry_on_timeout=True,
+        retry_on_error=conf.retry_on_error,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5),
+        socket_connect_timeout=conf.conn_timeout,
+    )
+    return client
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:
@@ -72,7 +86,12 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
             await ctx["pool"].close()
 
     options: dict[str, Any] = {
-        "functions": [jobs.check_org, jobs.check_integration],
+        "functions": [
+            jobs.check_org,
+            # Waiters poll for the result; keep it only briefly so that a later runCheck
+            # (after the cooldown) starts a new check instead of joining this finished one.
+            func(jobs.check_integration, keep_result=3),
+        ],
         "cron_jobs": [
             cron(maintenance.ensure_result_partitions, minute={7}, unique=True),
             cron(maintenance.prune_results, hour={3}, minute={17}, unique=True),
