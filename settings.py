@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         default=5.0, alias="IHM_MANUAL_CHECK_COOLDOWN_SECONDS", ge=0
     )
     manual_checks_per_minute: int = Field(default=30, alias="IHM_MANUAL_CHECKS_PER_MINUTE", ge=1)
+    # Beyond DESIGN.md's table: outgoing email for alert notifications.
+    smtp_url: SecretStr | None = Field(default=None, alias="IHM_SMTP_URL")
+    smtp_sender: str = Field(
+        default="Integration Health Monitor <monitor@localhost>", alias="IHM_SMTP_SENDER"
+    )
     # Beyond DESIGN.md's table: browser origins (besides the API's own) allowed to open
     # the GraphQL WebSocket, comma-separated, e.g. "https://app.example.com".
     allowed_origins_raw: str = Field(default="", alias="IHM_ALLOWED_ORIGINS")
@@ -118,6 +123,13 @@ class Settings(BaseSettings):
     def _vault_keys(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None:
             parse_vault_keys(v.get_secret_value())
+        return v
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith(("smtp://", "smtps://")):
+            raise ValueError("must be an smtp:// or smtps:// URL")
         return v
 
     @field_validator("allowed_origins_raw")

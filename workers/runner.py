@@ -8,8 +8,8 @@ finishes within the timeout plus the write.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -32,6 +32,8 @@ log = structlog.get_logger(__name__)
 
 QUICK_RETRY_DELAY_SECONDS = 0.25
 
+OnRecorded = Callable[[asyncpg.Connection, Sequence[StatusRow], datetime], Awaitable[list[Any]]]
+
 
 @dataclass(frozen=True)
 class Runner:
@@ -41,6 +43,9 @@ class Runner:
     checks: CheckContext
     redis: Redis | None
     timeout_seconds: float = 10.0
+    # Called inside the run's transaction with the status rows it wrote; returns the
+    # alerts it opened, repeated or resolved (published after commit).
+    on_recorded: OnRecorded = field(default=lambda conn, rows, now: _no_alerting(conn, rows, now))
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,9 @@ async def run_health_checks(
     ]
     async with as_service(runner.pool) as conn:
         rows = await health.record_results(conn, records)
+        # Alerts and their notifications are written in this same transaction (an
+        # outbox): a crash after commit loses none, a crash before commit loses both.
+        changed_alerts = await runner.on_recorded(conn, rows, runner.checks.clock())
 
     by_type = {row.integration_type: row for row in rows}
     outcomes: list[Outcome] = []
@@ -186,7 +194,23 @@ async def run_health_checks(
         )
         outcomes.append(Outcome(integration.integration_type, result, row, event))
     await _publish([o.event for o in outcomes if o.event], org_id, runner.redis)
+    await _publish_alerts(changed_alerts, org_id, runner.redis)
     return outcomes
+
+
+async def _publish_alerts(alerts: Sequence[Any], org_id: UUID, redis: Redis | None) -> None:
+    if redis is None or not alerts:
+        return
+    try:
+        await events.publish_alert_events(redis, alerts)
+    except Exception as exc:
+        log.warning("alert_events_not_published", org_id=str(org_id), error=type(exc).__name__)
+
+
+async def _no_alerting(
+    conn: asyncpg.Connection, rows: Sequence[StatusRow], now: datetime
+) -> list[Any]:
+    return []
 
 
 async def _publish(status_events: list[dict[str, Any]], org_id: UUID, redis: Redis | None) -> None:
