@@ -52,7 +52,7 @@ WITH bounds AS (
     SELECT t AS integration_type, b AS start
       FROM unnest($2::text[]) t,
            bounds,
-           generate_series(bounds.first_bucket, now(), make_interval(secs => $4)) b
+           generate_series(bounds.first_bucket, $5::timestamptz, make_interval(secs => $4)) b
 ), counted AS (
     SELECT integration_type,
            to_timestamp(floor(extract(epoch FROM checked_at) / $4) * $4) AS start,
@@ -97,7 +97,7 @@ async def trends(
     since = now - span
     kinds = list(dict.fromkeys(integration_types))
     buckets: dict[str, list[Bucket]] = {k: [] for k in kinds}
-    for row in await conn.fetch(_BUCKETS, org_id, kinds, since, bucket_seconds):
+    for row in await conn.fetch(_BUCKETS, org_id, kinds, since, bucket_seconds, now):
         buckets[row["integration_type"]].append(
             Bucket(
                 row["start"],

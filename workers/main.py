@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from db.pool import create_pool
 from db.vault import Vault
 from settings import Settings
-from workers import jobs, maintenance
+from workers import jobs, maintenance, scheduler
 from workers.checks.context import CheckContext, TokenCache
 from workers.credential_source import VaultCredentialSource
 from workers.runner import Runner
@@ -61,7 +61,10 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def build_worker(settings: Settings, **overrides: Any) -> Worker:
+def build_worker(settings: Settings, *, scheduler_tick: bool = True, **overrides: Any) -> Worker:
+    """The worker; `scheduler_tick=False` leaves out the scheduling cron (tests that
+    drive checks by hand)."""
+
     async def on_startup(ctx: dict[str, Any]) -> None:
         pool = await create_pool(
             settings.require_database(), application_name="ihm-worker", max_size=20
@@ -88,20 +91,25 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
     options: dict[str, Any] = {
         "functions": [
             jobs.check_org,
+            scheduler.check_scheduled,
             # Waiters poll for the result; keep it only briefly so that a later runCheck
             # (after the cooldown) starts a new check instead of joining this finished one.
             func(jobs.check_integration, keep_result=3),
         ],
         "cron_jobs": [
+            *([scheduler.tick_cron(settings.scheduler_tick_seconds)] if scheduler_tick else []),
             cron(maintenance.ensure_result_partitions, minute={7}, unique=True),
+            cron(maintenance.roll_up, minute={2, 32}, unique=True),
             cron(maintenance.prune_results, hour={3}, minute={17}, unique=True),
+            cron(maintenance.prune_old_rows, hour={3}, minute={27}, unique=True),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "redis_settings": redis_settings(settings.require_redis()),
         "handle_signals": True,
-        # A check job never outlives its timeout by much; leave room for the write.
-        "job_timeout": settings.check_timeout_seconds * 2 + 30,
+        # A check job ends within the check timeout (its quick retry included) plus the
+        # write; a worker that dies mid-job is replaced after this plus arq's 10 s margin.
+        "job_timeout": settings.check_timeout_seconds + 5,
         "max_jobs": 50,
     }
     options.update(overrides)

@@ -7,13 +7,20 @@ from typing import Any
 
 import structlog
 
-from db import results
+from db import results, rollups
 from db.scope import as_service
 
 log = structlog.get_logger(__name__)
 
 PARTITIONS_BEHIND_DAYS = 1
 PARTITIONS_AHEAD_DAYS = 7
+ROLLUP_LOOKBACK = timedelta(hours=3)
+KEEP = {
+    "hourly_rollups": timedelta(days=396),  # 13 months
+    "notifications": timedelta(days=90),
+    "delivered_outbox": timedelta(days=30),
+    "check_slots": timedelta(days=30),
+}
 
 
 async def ensure_result_partitions(ctx: dict[str, Any]) -> int:
@@ -37,3 +44,30 @@ async def prune_results(ctx: dict[str, Any]) -> results.PruneOutcome:
         deleted_rows=outcome.deleted_rows,
     )
     return outcome
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+async def roll_up(ctx: dict[str, Any], *, now: datetime | None = None) -> dict[str, int]:
+    """Hourly rollups of the hours closed recently (late results included), and the
+    monthly summaries of this month and the last."""
+    moment = now or datetime.now(UTC)
+    end = _hour(moment)
+    month = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    previous_month = (month - timedelta(days=1)).replace(day=1)
+    async with as_service(ctx["pool"]) as conn:
+        hours = await rollups.roll_up_hours(conn, end - ROLLUP_LOOKBACK, end)
+        months = await rollups.roll_up_months(conn, previous_month, end)
+    return {"hourly": hours, "monthly": months}
+
+
+async def prune_old_rows(ctx: dict[str, Any], *, now: datetime | None = None) -> dict[str, int]:
+    moment = now or datetime.now(UTC)
+    removed: dict[str, int] = {}
+    async with as_service(ctx["pool"]) as conn:
+        for what, keep in KEEP.items():
+            removed[what] = await rollups.prune(conn, what, moment - keep)
+    log.info("old_rows_pruned", **removed)
+    return removed

@@ -18,7 +18,7 @@ import asyncpg
 import structlog
 from redis.asyncio import Redis
 
-from db import health, integration_types, integrations
+from db import health, integration_types, integrations, schedule
 from db.health import CheckRecord, StatusRow
 from db.scope import as_service
 from workers import events
@@ -27,6 +27,7 @@ from workers.checks.config import InvalidConfig, parse_config
 from workers.checks.context import CheckContext
 from workers.checks.guidance import Provider
 from workers.checks.result import HealthError, HealthResult, Status
+from workers.scheduling import slot_key
 
 log = structlog.get_logger(__name__)
 
@@ -142,7 +143,7 @@ def _record(
         docs_url=error.docs_url if error else None,
         scheduled_for=scheduled_for,
         started_at=started_at,
-        idempotency_key=f"{idempotency_key}:{kind}" if idempotency_key else None,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -154,8 +155,15 @@ async def run_health_checks(
     trigger: str = "scheduled",
     scheduled_for: datetime | None = None,
     idempotency_key: str | None = None,
+    slots: dict[str, datetime] | None = None,
 ) -> list[Outcome]:
-    """Check the org's enabled integrations (or the named ones); store and publish."""
+    """Check the org's enabled integrations (or the named ones); store and publish.
+
+    `slots` (scheduled runs): the integration types to check and each one's scheduled
+    slot. A slot's result is written once, however often its job runs.
+    """
+    if slots is not None:
+        integration_types_filter = set(slots)
     started_at = runner.checks.clock()
     async with runner.pool.acquire() as conn:
         configured = await integrations.list_for_org(conn, org_id)
@@ -174,10 +182,24 @@ async def run_health_checks(
         *(_run_one(runner, org_id, i, names[i.integration_type]) for i in chosen)
     )
     records = [
-        _record(org_id, i.integration_type, r, trigger, scheduled_for, started_at, idempotency_key)
+        _record(
+            org_id,
+            i.integration_type,
+            r,
+            trigger,
+            slots[i.integration_type] if slots else scheduled_for,
+            started_at,
+            slot_key(i.id, slots[i.integration_type]) if slots else idempotency_key,
+        )
         for i, r in zip(chosen, results, strict=True)
     ]
     async with as_service(runner.pool) as conn:
+        if slots:
+            fresh = await schedule.claim_slots(
+                conn, [(i.id, slots[i.integration_type], org_id) for i in chosen]
+            )
+            written = {i.integration_type for i in chosen if i.id in fresh}
+            records = [r for r in records if r.integration_type in written]
         rows = await health.record_results(conn, records)
         # Alerts and their notifications are written in this same transaction (an
         # outbox): a crash after commit loses none, a crash before commit loses both.

@@ -24,7 +24,7 @@ RUN = """mutation($t: String!) { runCheck(integrationType: $t) {
 async def stack(dsn: str, redis_url: str, **settings: str) -> AsyncIterator[Api]:
     """API in-process and a worker running beside it."""
     config = api_settings(dsn, redis_url, **settings)
-    worker = build_worker(config, handle_signals=False, poll_delay=0.02)
+    worker = build_worker(config, scheduler_tick=False, handle_signals=False, poll_delay=0.02)
     task = asyncio.create_task(worker.async_run())
     app = create_app(config)
     try:

@@ -79,7 +79,9 @@ async def test_the_worker_runs_a_queued_org_check(
     org = org_checking_the_simulator
     job = await queue.enqueue_job("check_org", str(org), trigger="manual")
     assert job is not None
-    worker = build_worker(settings_for(dsn, redis_url), burst=True, handle_signals=False)
+    worker = build_worker(
+        settings_for(dsn, redis_url), scheduler_tick=False, burst=True, handle_signals=False
+    )
 
     await worker.async_run()
     await worker.close()
@@ -98,7 +100,9 @@ async def test_the_worker_keeps_running_across_a_redis_restart(
     org_checking_the_simulator: uuid.UUID,
 ) -> None:
     org = org_checking_the_simulator
-    worker = build_worker(settings_for(dsn, redis_url), handle_signals=False, poll_delay=0.05)
+    worker = build_worker(
+        settings_for(dsn, redis_url), scheduler_tick=False, handle_signals=False, poll_delay=0.05
+    )
     async with running(worker) as task:
         await asyncio.sleep(0.5)
 
@@ -121,7 +125,9 @@ async def test_the_worker_keeps_running_across_a_redis_restart(
 
 
 async def test_the_worker_shares_one_http_client_with_keep_alive(dsn: str, redis_url: str) -> None:
-    worker = build_worker(settings_for(dsn, redis_url), burst=True, handle_signals=False)
+    worker = build_worker(
+        settings_for(dsn, redis_url), scheduler_tick=False, burst=True, handle_signals=False
+    )
     ctx = worker.ctx
     ctx["redis"] = None  # arq sets its pool there when it runs
     await worker.on_startup(ctx)  # type: ignore[misc]
