@@ -55,7 +55,8 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
     timeout = settings.check_timeout_seconds
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
-        limits=httpx.Limits(max_connections=500, max_keepalive_connections=100),
+        # httpcore scans its whole pool on every request: a smaller pool is cheaper.
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
     )
@@ -67,7 +68,7 @@ def build_worker(settings: Settings, *, scheduler_tick: bool = True, **overrides
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         pool = await create_pool(
-            settings.require_database(), application_name="ihm-worker", max_size=20
+            settings.require_database(), application_name="ihm-worker", max_size=40
         )
         vault = Vault([(k.key_id, k.key) for k in settings.vault_keys])
         http = http_client(settings)
@@ -110,7 +111,7 @@ def build_worker(settings: Settings, *, scheduler_tick: bool = True, **overrides
         # A check job ends within the check timeout (its quick retry included) plus the
         # write; a worker that dies mid-job is replaced after this plus arq's 10 s margin.
         "job_timeout": settings.check_timeout_seconds + 5,
-        "max_jobs": 50,
+        "max_jobs": 200,
     }
     options.update(overrides)
     return Worker(**options)
