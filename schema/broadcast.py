@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import structlog
@@ -25,10 +25,21 @@ log = structlog.get_logger(__name__)
 QUEUE_SIZE = 1000
 WATCH_INTERVAL_SECONDS = 0.25
 MAX_BACKOFF_SECONDS = 5.0
+# Bounds on talking to a Redis that may be gone, so the watchdog (which holds the lock
+# that subscribing and unsubscribing take) never waits on a dead socket for long.
+CONNECT_TIMEOUT_SECONDS = 2.0
+TEARDOWN_SECONDS = 2.0
 
 SUBSCRIBERS = Gauge("ihm_subscriptions_active", "Open GraphQL subscription streams")
 RECONNECTS = Counter("ihm_broadcast_reconnects_total", "Reconnections of the Redis listener")
 DROPPED = Counter("ihm_broadcast_dropped_total", "Events dropped for slow subscribers")
+
+
+def _reap(task: asyncio.Task[Any] | None) -> None:
+    """Retrieve a finished task's exception, so asyncio does not log it as never retrieved
+    (the listener's ConnectionError is exactly what the watchdog acts on)."""
+    if task is not None and task.done() and not task.cancelled():
+        task.exception()
 
 
 class StatusBroadcast:
@@ -61,7 +72,15 @@ class StatusBroadcast:
 
     async def _connect(self) -> None:
         broadcast = Broadcast(self._url)
-        await broadcast.connect()
+        try:
+            # broadcaster sets no connect timeout: an unreachable host would hold the
+            # lock for the OS's TCP timeout.
+            await asyncio.wait_for(broadcast.connect(), CONNECT_TIMEOUT_SECONDS)
+        except BaseException:
+            # The backend starts its listener task before it connects: without this,
+            # every failed attempt during an outage would leave a task and a client behind.
+            await self._close_backend(broadcast)
+            raise
         self._broadcast = broadcast
         for channel in list(self._queues):
             self._start_pump(channel)
@@ -72,13 +91,31 @@ class StatusBroadcast:
         pumps, self._pumps = list(self._pumps.values()), {}
         for pump in pumps:
             pump.cancel()
+        if pumps:
+            # A cancelled pump unsubscribes on its way out, through a connection that may
+            # be dead: wait a little, not for ever (it ends on its own).
+            await asyncio.wait(pumps, timeout=TEARDOWN_SECONDS)
         for pump in pumps:
-            with contextlib.suppress(BaseException):
-                await pump
+            if pump.done():
+                _reap(pump)
+            else:
+                pump.add_done_callback(_reap)
         broadcast, self._broadcast = self._broadcast, None
         if broadcast is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(broadcast.disconnect(), 2)
+            # Not broadcast.disconnect(): it re-raises a dead listener's error instead of
+            # closing the backend, which would leak its connections.
+            listener: asyncio.Task[None] | None = getattr(broadcast, "_listener_task", None)
+            if listener is not None:
+                listener.cancel()
+            await self._close_backend(broadcast)
+            _reap(listener)
+
+    @staticmethod
+    async def _close_backend(broadcast: Broadcast) -> None:
+        backend = broadcast._backend
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(backend.disconnect(), TEARDOWN_SECONDS)
+        _reap(getattr(backend, "_listener", None))
 
     def _healthy(self) -> bool:
         broadcast = self._broadcast
@@ -105,12 +142,17 @@ class StatusBroadcast:
                 await self._teardown()
                 try:
                     await self._connect()
+                    reconnected = True
                 except Exception as exc:  # Redis still away: try again later
                     log.warning("broadcast_reconnect_failed", error=type(exc).__name__)
                     await self._teardown()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                    continue
+                    reconnected = False
+            if not reconnected:
+                # Outside the lock: subscribers come and go meanwhile, and are picked up
+                # by the next successful connect.
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
             RECONNECTS.inc()
             log.info("broadcast_reconnected", channels=len(self._queues))
 
@@ -130,6 +172,8 @@ class StatusBroadcast:
                 try:
                     payload = json.loads(event.message)
                 except ValueError:
+                    payload = None
+                if not isinstance(payload, dict):
                     log.warning("broadcast_bad_message", channel=channel)
                     continue
                 for queue in list(self._queues.get(channel, ())):
@@ -138,7 +182,7 @@ class StatusBroadcast:
                         queue.get_nowait()  # drop the oldest: a live view wants the latest
                     queue.put_nowait(payload)
 
-    async def events(self, channel: str) -> AsyncIterator[dict[str, Any]]:
+    async def events(self, channel: str) -> AsyncGenerator[dict[str, Any], None]:
         """Every event published on `channel` from now on, until the caller stops."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         async with self._lock:
@@ -157,4 +201,5 @@ class StatusBroadcast:
                     self._queues.pop(channel, None)
                     pump = self._pumps.pop(channel, None)
                     if pump is not None:
-                        pump.cancel()
+                        pump.cancel()  # it unsubscribes on its way out
+                        pump.add_done_callback(_reap)

@@ -2,33 +2,85 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, NoReturn
 
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import NonJsonMessageReceived
+from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
 
 from resolvers.errors import ApiError, Unauthenticated
 from schema.context import Context, Services
 
+# The contract's codes for the HTTP errors Strawberry raises before GraphQL runs.
+_HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT"}
 
-class _IdempotentCloseAdapter(ASGIWebSocketAdapter):
-    """We close with our own code (4401) before Strawberry closes with its 4403."""
+
+class _WebSocketAdapter(ASGIWebSocketAdapter):
+    # We close with our own code (4401, 4403) before Strawberry closes with its own and
+    # sends graphql-ws's `connection_error`: after our close, both are no-ops (Starlette
+    # would raise, and the rejected connection would end in a server error).
 
     async def close(self, code: int, reason: str) -> None:
         if self.ws.application_state != WebSocketState.DISCONNECTED:
             await self.ws.close(code=code, reason=reason)
 
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            await super().send_json(message)
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        # Strawberry's protocol handlers index messages and payloads as objects: anything
+        # else (`[]`, `"x"`, `"payload": 1`) would escape them as a TypeError and drop the
+        # socket with a server error. Treat it as the malformed message it is instead
+        # (graphql-transport-ws closes with 4400; graphql-ws ignores it).
+        async for message in super().iter_json(ignore_parsing_errors=ignore_parsing_errors):
+            if isinstance(message, dict) and message.get("payload", {}) is None:
+                del message["payload"]  # `"payload": null` is the same as none
+            if isinstance(message, dict) and isinstance(message.get("payload", {}), dict):
+                yield message
+            elif not ignore_parsing_errors:
+                raise NonJsonMessageReceived
+
 
 class GraphQLView(GraphQL):
-    websocket_adapter_class = _IdempotentCloseAdapter
+    websocket_adapter_class = _WebSocketAdapter
 
     def __init__(self, services: Services, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Strawberry answers a request it cannot read (bad JSON, wrong content type) with
+        # plain text: give clients the GraphQL error shape they parse everywhere else.
+        try:
+            response = await self.run(Request(scope, receive=receive))
+        except HTTPException as exc:
+            response = bad_request(exc.reason, exc.status_code)
+        await response(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """JSON read from an HTTP request (its body, or GET's `variables`)."""
+        try:
+            decoded = super().parse_json(data)
+        except UnicodeDecodeError:
+            raise HTTPException(400, "The request body is not UTF-8 encoded JSON.") from None
+        if not isinstance(decoded, dict | list):
+            # Strawberry reads the body as an object (or a batch): `"x"`, `1` or `null`
+            # would fail inside it as a server error.
+            raise HTTPException(400, "The request body must be a JSON object.")
+        return decoded
 
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -54,24 +106,25 @@ class GraphQLView(GraphQL):
             except ApiError as exc:
                 context.auth_error = exc
         if context.principal_ is None:
-            websocket = context.request
-            assert isinstance(websocket, WebSocket)
             error = context.auth_error or Unauthenticated("Authentication required.")
-            await websocket.close(code=4401, reason=error.message[:120])
-            raise ConnectionRejectionError({"message": error.message})
+            await self._reject(context, 4401, error.message)
         if context.principal_.role == "service":
-            websocket = context.request
-            assert isinstance(websocket, WebSocket)
-            await websocket.close(code=4403, reason="The service role cannot subscribe.")
-            raise ConnectionRejectionError({"message": "The service role cannot subscribe."})
+            await self._reject(context, 4403, "The service role cannot subscribe.")
 
-    def decode_json(self, data: str | bytes) -> object:
-        return json.loads(data)
+    async def _reject(self, context: Context, code: int, message: str) -> NoReturn:
+        websocket = context.request
+        assert isinstance(websocket, WebSocket)
+        if await self.pick_websocket_subprotocol(websocket) == GRAPHQL_WS_PROTOCOL:
+            # graphql-ws says why in a message; the close code alone is ours.
+            await websocket.send_json({"type": "connection_error", "payload": {"message": message}})
+        await websocket.close(code=code, reason=message[:120])
+        raise ConnectionRejectionError({"message": message})
 
 
 def bad_request(message: str, status: int = 400) -> Response:
     """A GraphQL-shaped error for requests rejected before GraphQL sees them."""
+    code = _HTTP_CODES.get(status, "INTERNAL_SERVER_ERROR" if status >= 500 else "BAD_USER_INPUT")
     return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": "BAD_USER_INPUT"}}]},
+        {"errors": [{"message": message, "extensions": {"code": code}}]},
         status_code=status,
     )

@@ -1,9 +1,16 @@
-"""Live updates: status changes and alert changes, authorized before the first event."""
+"""Live updates: status changes and alert changes, authorized before the first event.
+
+Each resolver authorizes and picks its channel *before* it returns the stream,
+so a refusal reaches the client as the protocol's `error` message (nothing was
+subscribed) rather than as an event; the stream itself ends when the token
+expires.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -19,24 +26,48 @@ from schema.types.alerts import Alert
 from schema.types.health import StatusChange
 from workers.events import ALL_ORGS_CHANNEL, alert_channel, org_channel
 
+EXPIRED = "The token has expired: subscribe again with a fresh one."
 
-async def _until_expiry(
-    info: Info, events: AsyncIterator[dict[str, Any]]
-) -> AsyncGenerator[dict[str, Any], None]:
-    """Stop the stream when the caller's token expires."""
+
+async def _events(info: Info, channel: str) -> AsyncGenerator[dict[str, Any], None]:
+    """Every event published on `channel` until the caller's token expires."""
     deadline = info.context.principal.expires_at
-    while True:
-        remaining = (deadline - datetime.now(UTC)).total_seconds()
-        if remaining <= 0:
-            raise Unauthenticated("The token has expired: subscribe again with a fresh one.")
-        try:
-            yield await asyncio.wait_for(anext(events), remaining)
-        except TimeoutError:
-            continue
+    async with aclosing(info.context.services.broadcast.events(channel)) as events:
+        while True:
+            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                raise Unauthenticated(EXPIRED)
+            try:
+                event = await asyncio.wait_for(anext(events), remaining)
+            except TimeoutError:
+                # wait_for cancelled the pending read, which ends `events`: stop here.
+                raise Unauthenticated(EXPIRED) from None
+            yield event
+
+
+async def _status_changes(
+    info: Info, channel: str, integration_type: str | None, include_unchanged: bool
+) -> AsyncGenerator[StatusChange, None]:
+    async with aclosing(_events(info, channel)) as events:
+        async for event in events:
+            if integration_type and event["integrationType"] != integration_type:
+                continue
+            if not include_unchanged and not event.get("changed"):
+                continue
+            yield StatusChange.from_event(event)
+
+
+async def _alert_changes(info: Info, channel: str) -> AsyncGenerator[Alert, None]:
+    async with aclosing(_events(info, channel)) as events:
+        async for event in events:
+            yield Alert.from_event(event)
 
 
 @strawberry.type
 class Subscription:
+    # The resolvers are coroutines returning a stream, not generators: their checks run
+    # when the client subscribes, and a refusal creates no stream.
+
     @strawberry.subscription(
         description="Fires when an integration's status changes; with includeUnchanged, after "
         "every completed check. GLOBAL_ADMIN may pass orgId or allOrgs: true."
@@ -56,16 +87,7 @@ class Subscription:
             channel = ALL_ORGS_CHANNEL
         else:
             channel = org_channel(target_org(principal, opt(org_id)))
-        events = info.context.services.broadcast.events(channel)
-        try:
-            async for event in _until_expiry(info, events):
-                if integration_type and event["integrationType"] != integration_type:
-                    continue
-                if not include_unchanged and not event.get("changed"):
-                    continue
-                yield StatusChange.from_event(event)
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
+        return _status_changes(info, channel, opt(integration_type), include_unchanged)
 
     @strawberry.subscription(
         description="Fires when an alert of the org opens, repeats, is acknowledged, dismissed "
@@ -76,10 +98,4 @@ class Subscription:
     ) -> AsyncGenerator[Alert, None]:
         principal = info.context.principal
         require(principal, READ, "watch alerts")
-        channel = alert_channel(target_org(principal, opt(org_id)))
-        events = info.context.services.broadcast.events(channel)
-        try:
-            async for event in _until_expiry(info, events):
-                yield Alert.from_event(event)
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
+        return _alert_changes(info, alert_channel(target_org(principal, opt(org_id))))
