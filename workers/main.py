@@ -17,8 +17,10 @@ from db.pool import create_pool
 from db.vault import Vault
 from settings import Settings
 from workers import jobs, maintenance, scheduler
+from workers.alerting import jobs as alerting
 from workers.checks.context import CheckContext, TokenCache
 from workers.credential_source import VaultCredentialSource
+from workers.delivery import jobs as delivery
 from workers.runner import Runner
 
 USER_AGENT = "integration-health-monitor/0.1 (+health check)"
@@ -73,6 +75,7 @@ def build_worker(settings: Settings, *, scheduler_tick: bool = True, **overrides
         vault = Vault([(k.key_id, k.key) for k in settings.vault_keys])
         http = http_client(settings)
         ctx.update(settings=settings, pool=pool, http=http)
+        delivery.startup(ctx)
         ctx["runner"] = Runner(
             pool=pool,
             checks=CheckContext(
@@ -80,6 +83,7 @@ def build_worker(settings: Settings, *, scheduler_tick: bool = True, **overrides
             ),
             redis=ctx["redis"],
             timeout_seconds=settings.check_timeout_seconds,
+            on_recorded=alerting.on_recorded,
         )
         await maintenance.ensure_result_partitions(ctx)
 
@@ -96,6 +100,8 @@ def build_worker(settings: Settings, *, scheduler_tick: bool = True, **overrides
             # Waiters poll for the result; keep it only briefly so that a later runCheck
             # (after the cooldown) starts a new check instead of joining this finished one.
             func(jobs.check_integration, keep_result=3),
+            *delivery.FUNCTIONS,
+            *alerting.FUNCTIONS,
         ],
         "cron_jobs": [
             *([scheduler.tick_cron(settings.scheduler_tick_seconds)] if scheduler_tick else []),
@@ -103,6 +109,8 @@ def build_worker(settings: Settings, *, scheduler_tick: bool = True, **overrides
             cron(maintenance.roll_up, minute={2, 32}, unique=True),
             cron(maintenance.prune_results, hour={3}, minute={17}, unique=True),
             cron(maintenance.prune_old_rows, hour={3}, minute={27}, unique=True),
+            *delivery.CRON_JOBS,
+            *alerting.CRON_JOBS,
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,

@@ -32,6 +32,9 @@ EXPECTED_TABLES = {
     "notification_outbox",
     "export_runs",
     "audit_log",
+    "check_slots",
+    "provider_incidents",
+    "provider_incident_orgs",
 }
 
 # Everything about the schema a migration could change.

@@ -313,7 +313,7 @@ async def test_a_worker_killed_mid_check_is_replaced_and_the_slot_written_once(
                 pool,
                 "SELECT count(*) FROM health_check_results WHERE org_id = $1",
                 org,
-                seconds=45,
+                seconds=70,
             )
         finally:
             second.terminate()
