@@ -81,7 +81,12 @@ async def upsert_integration(
             raise BadUserInput(
                 f"Unknown integration type {integration_type!r}.", field="integrationType"
             )
-        interval = check_interval_seconds or kind.default_interval_seconds
+        # Only a left-out interval means the default: 0 is an interval under the floor.
+        interval = (
+            kind.default_interval_seconds
+            if check_interval_seconds is None
+            else check_interval_seconds
+        )
         if interval < kind.min_interval_seconds:
             raise BadUserInput(
                 f"checkIntervalSeconds must be at least {kind.min_interval_seconds} for "
@@ -181,3 +186,17 @@ async def remove_integration(caller: Caller, integration_type: str, org_id: UUID
         return removed
 
     return await caller.as_caller(org, work)
+
+
+async def integration_type_of(caller: Caller, integration_id: UUID, org_id: UUID | None) -> str:
+    """The type key of one of the org's integrations, named by id (REST paths).
+
+    No role check of its own: every org role acts on integrations by type key, and the
+    operation it resolves for authorizes (a service may check an integration, not read it).
+    """
+    org = target_org(caller.principal, org_id)
+    configured = await caller.as_caller(org, lambda c: integrations.list_for_org(c, org))
+    for row in configured:
+        if row.id == integration_id:
+            return row.integration_type
+    raise NotFound("No such integration.")

@@ -8,17 +8,22 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlparse
 from uuid import UUID
 
+import asyncpg
+import httpx
 import jwt
 import structlog
 from arq.connections import ArqRedis
 
-from db import credentials, integrations
+from db import audit, credentials, integrations
+from db.scope import Claims, as_caller
 from db.vault import Vault, VaultError
 from resolvers.access import CONFIGURE, require, target_org
 from resolvers.alerting import channel_for_test
 from resolvers.errors import BadUserInput, NotFound
 from resolvers.session import Caller
 from settings import Settings
+from workers.checks.config import parse_config
+from workers.jobs import check_job_id
 
 log = structlog.get_logger(__name__)
 
@@ -137,6 +142,87 @@ async def start_reauthorization(
         }
     )
     return ReauthorizationLink(f"{authorize}?{query}", state, now + STATE_TTL)
+
+
+async def complete_reauthorization(
+    *,
+    settings: Settings,
+    vault: Vault,
+    pool: asyncpg.Pool,
+    http: httpx.AsyncClient,
+    queue: ArqRedis,
+    state: str,
+    code: str,
+) -> str:
+    """The OAuth callback: check the state, exchange the code, store the tokens, check now.
+
+    The state (signed by this API, expiring) is the authorization: it names the org,
+    the integration and the admin who started the flow, whose claims the writes use.
+    Returns the integration type.
+    """
+    try:
+        claims = read_state(settings, state)
+        org, kind = UUID(claims["org"]), claims["type"]
+        role = claims.get("role", "org_admin")
+        caller = Claims(sub=str(claims.get("sub", "oauth")), role=role, org_id=org)
+    except (jwt.InvalidTokenError, KeyError, ValueError):
+        raise BadUserInput(
+            "This authorization link is invalid or has expired: start again.", field="state"
+        ) from None
+    if kind not in OAUTH_PROVIDERS or role not in ("org_admin", "global_admin"):
+        raise BadUserInput(
+            "This authorization link is not for an OAuth integration.", field="state"
+        )
+    async with as_caller(pool, caller) as conn:
+        found = await integrations.get(conn, org, kind)
+        if found is None:
+            raise NotFound(f"The {kind} integration no longer exists.")
+        secret = await credentials.load_for_reauthorization(conn, vault, found.id)
+    if secret is None:
+        raise BadUserInput(
+            "The OAuth client credentials are gone: store them again.", field="state"
+        )
+    config = parse_config(kind, found.config)
+    token_url = str(getattr(config, "token_url", ""))
+    try:
+        response = await http.post(
+            token_url,
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "client_id": secret.get("clientId"),
+                "client_secret": secret.get("clientSecret"),
+                "redirect_uri": claims["redirect_uri"],
+            },
+        )
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        raise BadUserInput(
+            "The provider could not be reached to finish the sign-in; try again.", field="code"
+        ) from None
+    if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
+        reason = body.get("error") if isinstance(body, dict) else None
+        raise BadUserInput(
+            f"The provider refused the sign-in ({reason or response.status_code}): start again.",
+            field="code",
+        )
+    tokens = {**secret.reveal(), "accessToken": body["access_token"]}
+    if body.get("refresh_token"):
+        tokens["refreshToken"] = body["refresh_token"]
+    async with as_caller(pool, caller) as conn:
+        await credentials.store(conn, vault, org_id=org, integration_id=found.id, payload=tokens)
+        await audit.record(
+            conn,
+            actor=caller.sub,
+            role=role,
+            org_id=org,
+            action="completeReauthorization",
+            details={"integrationType": kind},
+        )
+    await queue.enqueue_job(
+        "check_integration", str(org), kind, trigger="manual", _job_id=check_job_id(org, kind)
+    )
+    return kind
 
 
 async def test_channel(caller: Caller, queue: ArqRedis, channel_id: UUID) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -13,7 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 from db.pool import create_pool
 from db.vault import Vault
 from resolvers.auth import TokenVerifier
-from schema import rest, service_routes
+from schema import oauth, rest, service_routes
 from schema.broadcast import StatusBroadcast
 from schema.context import Services
 from schema.graphql_view import GraphQLView
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             verifier=TokenVerifier(settings),
             vault=Vault([(k.key_id, k.key) for k in settings.vault_keys]),
             broadcast=broadcast,
+            http=httpx.AsyncClient(timeout=httpx.Timeout(10, connect=5)),
         )
         view.services = services
         app.state.services = services
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            await services.http.aclose()
             await broadcast.stop()
             await queue.aclose()
             await redis.aclose()
@@ -75,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *service_routes.routes,
             *rest.routes,
+            *oauth.routes,
             Route("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
         ],

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import asyncpg
+import httpx
 import strawberry
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
@@ -39,6 +40,8 @@ class Services:
     verifier: TokenVerifier
     vault: Vault
     broadcast: StatusBroadcast
+    # For the few calls the API makes itself (the OAuth code exchange).
+    http: httpx.AsyncClient
 
 
 @dataclass

@@ -22,6 +22,7 @@ from schema.inputs import (
 from schema.types.admin import ReauthorizationLink
 from schema.types.alerts import Alert, AlertRule, ExportRun, Notification, NotificationChannel
 from schema.types.health import CheckRun, Integration, IntegrationHealth
+from workers.alerting.jobs import export_run_job_id
 from workers.events import publish_alert_events
 
 
@@ -212,6 +213,13 @@ class Mutation:
                 "error_category": _value(opt(input.error_category)),
                 "error_message": opt(input.error_message),
             },
+        )
+        # The worker raises EXPORT_FAILED alerts and passive health (the API role may not).
+        await info.context.services.queue.enqueue_job(
+            "export_run_reported",
+            str(run.org_id),
+            str(run.id),
+            _job_id=export_run_job_id(run.id, run.updated_at),
         )
         return ExportRun.from_row(run)
 

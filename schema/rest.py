@@ -25,6 +25,7 @@ from db.health import HistoryRow, IntegrationHealthRow
 from db.scope import as_caller
 from resolvers import checks
 from resolvers import health as health_resolvers
+from resolvers import integrations as integration_resolvers
 from resolvers.access import GLOBAL, require
 from resolvers.auth import Principal
 from resolvers.errors import ApiError, BadUserInput, NotFound
@@ -148,11 +149,8 @@ async def _integration_type(request: Request, caller: RestCaller) -> tuple[str, 
         integration_id = UUID(ref)
     except ValueError:
         return ref, org_id
-    rows = await health_resolvers.org_health(caller, org_id)
-    for row in rows:
-        if row.integration_id == integration_id:
-            return row.integration_type, org_id
-    raise NotFound("No such integration.")
+    # Not through org_health: that needs the read role, and a service may check by id.
+    return await integration_resolvers.integration_type_of(caller, integration_id, org_id), org_id
 
 
 @endpoint
@@ -168,9 +166,14 @@ async def get_health(request: Request, caller: RestCaller) -> Response:
 async def get_history(request: Request, caller: RestCaller) -> Response:
     kind, org_id = await _integration_type(request, caller)
     raw = request.query_params.get("hours", "24")
-    if not raw.isdigit():
-        raise BadUserInput("hours must be a whole number.", field="hours")
-    rows = await health_resolvers.health_trend(caller, kind, int(raw), org_id)
+    try:
+        # Not str.isdigit(): it accepts "²" and 5,000-digit strings, which int() refuses.
+        hours = int(raw)
+    except ValueError:
+        raise BadUserInput("hours must be a whole number.", field="hours") from None
+    if await health_resolvers.integration_health(caller, kind, org_id) is None:
+        raise NotFound(f"No {kind!r} integration is configured for this organization.")
+    rows = await health_resolvers.health_trend(caller, kind, hours, org_id)
     return JSONResponse([history_json(r) for r in rows])
 
 
@@ -194,7 +197,8 @@ async def post_check(request: Request, caller: RestCaller) -> Response:
             "enqueuedAt": ticket.enqueued_at.isoformat(),
             "result": ticket.health,
         },
-        status_code=200 if ticket.health or not wait else 202,
+        # 202 Accepted: the check is queued (wait=false) or still running after the wait.
+        status_code=200 if ticket.health else 202,
     )
 
 

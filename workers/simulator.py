@@ -464,7 +464,24 @@ class Simulator:
         key = self.key_state(request, "google.token")
         await maybe_slow(key)
         form = await read_form(request)
-        if form.get("grant_type") != "refresh_token":
+        grant = form.get("grant_type")
+        # The authorization-code exchange of a re-authorization (any code but "bad").
+        if grant == "authorization_code":
+            missing = missing_field(form, "code", "client_id", "client_secret", "redirect_uri")
+            if missing:
+                return oauth_error(400, "invalid_request", f"Missing required parameter: {missing}")
+            if form["code"] == "bad" or key.mode == "invalid_grant":
+                return oauth_error(400, "invalid_grant", "Malformed auth code.")
+            return JSONResponse(
+                {
+                    "access_token": key.issue_token("ya29.sim-"),
+                    "refresh_token": "1//sim-refresh-" + form["code"],
+                    "expires_in": 3599,
+                    "token_type": "Bearer",
+                    "scope": GOOGLE_SCOPES,
+                }
+            )
+        if grant != "refresh_token":
             return oauth_error(400, "unsupported_grant_type", "Invalid grant_type.")
         missing = missing_field(form, "refresh_token", "client_id", "client_secret")
         if missing:
