@@ -12,6 +12,7 @@ import asyncpg
 from db import alert_rules, alerts, audit, channels, export_runs, notifications, organizations
 from db.pagination import Page
 from db.vault import Vault
+from resolvers import audit_trail
 from resolvers.access import (
     AUDIT,
     CONFIGURE,
@@ -35,21 +36,6 @@ def check_page(first: int, after: str | None) -> None:
 
 def _bad_cursor() -> BadUserInput:
     return BadUserInput("after is not a cursor this API gave out.", field="after")
-
-
-async def _audit(
-    conn: asyncpg.Connection, caller: Caller, org: UUID | None, action: str, details: dict[str, Any]
-) -> None:
-    principal = caller.principal
-    if principal.role in ("org_admin", "global_admin"):
-        await audit.record(
-            conn,
-            actor=principal.sub,
-            role=principal.role,
-            org_id=org,
-            action=action,
-            details=details,
-        )
 
 
 # -- alerts -------------------------------------------------------------------
@@ -96,7 +82,7 @@ async def respond_to_alert(caller: Caller, alert_id: UUID, action: str) -> alert
             raise Conflict("The alert is already resolved.") from None
         if updated is None:
             raise NotFound("No such alert.")
-        await _audit(conn, caller, org, f"{action}Alert", {"alertId": str(alert_id)})
+        await audit_trail.record(conn, caller, org, f"{action}Alert", {"alertId": str(alert_id)})
         return updated
 
     return await caller.as_caller(org, work)
@@ -138,12 +124,17 @@ async def mark_notification_read(
     # Members read the inbox; marking it read is the coordinator's (DESIGN.md roles).
     require(principal, RESPOND, "mark notifications read")
     org = target_org(principal, None)
-    found = await caller.as_caller(
-        org, lambda c: notifications.mark_read(c, notification_id, org, principal.sub)
-    )
-    if found is None:
-        raise NotFound("No such notification.")
-    return found
+
+    async def work(conn: asyncpg.Connection) -> notifications.Notification:
+        found = await notifications.mark_read(conn, notification_id, org, principal.sub)
+        if found is None:
+            raise NotFound("No such notification.")
+        await audit_trail.record(
+            conn, caller, org, "markNotificationRead", {"notificationId": str(notification_id)}
+        )
+        return found
+
+    return await caller.as_caller(org, work)
 
 
 # -- export runs ----------------------------------------------------------------------
@@ -185,7 +176,7 @@ async def report_export_run(caller: Caller, data: dict[str, Any]) -> export_runs
             raise BadUserInput(
                 f"Unknown integration type {data['integration_type']!r}.", field="integrationType"
             ) from None
-        await _audit(
+        await audit_trail.record(
             conn,
             caller,
             org,
@@ -232,7 +223,7 @@ async def upsert_rule(caller: Caller, data: dict[str, Any]) -> alert_rules.Alert
             raise BadUserInput(
                 f"Unknown integration type {data['integration_type']!r}.", field="integrationType"
             ) from None
-        await _audit(conn, caller, org, "upsertAlertRule", _jsonable(data))
+        await audit_trail.record(conn, caller, org, "upsertAlertRule", _jsonable(data))
         return rule
 
     return await caller.as_caller(org, work)
@@ -263,7 +254,7 @@ async def add_channel(caller: Caller, vault: Vault, data: dict[str, Any]) -> cha
             secret=data.get("secret"),
             min_severity=data["min_severity"],
         )
-        await _audit(
+        await audit_trail.record(
             conn,
             caller,
             org,
@@ -295,7 +286,7 @@ async def remove_channel(caller: Caller, channel_id: UUID) -> bool:
     async def work(conn: asyncpg.Connection) -> bool:
         removed = await channels.remove(conn, channel_id)
         if removed:
-            await _audit(
+            await audit_trail.record(
                 conn, caller, org, "removeNotificationChannel", {"channelId": str(channel_id)}
             )
         return removed

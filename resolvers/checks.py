@@ -16,6 +16,7 @@ from arq.jobs import Job
 from redis.asyncio import Redis
 
 from db import integrations
+from resolvers import audit_trail
 from resolvers.access import RUN_CHECKS, require, target_org
 from resolvers.errors import BadUserInput, NotFound, RateLimited
 from resolvers.session import Caller
@@ -91,6 +92,10 @@ async def run_check(
             "check_integration", str(org), integration_type, trigger="manual", _job_id=job_id
         )
     # None: one was already in flight; join it.
+    if job is not None:
+        await audit_trail.record_alone(
+            caller, org, "runCheck", {"integrationType": integration_type, "jobId": job_id}
+        )
     job = job or Job(job_id, redis=queue)
     info = await job.info()
     enqueued_at = info.enqueue_time if info else datetime.now(UTC)

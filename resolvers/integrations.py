@@ -7,8 +7,9 @@ from uuid import UUID
 
 import asyncpg
 
-from db import audit, credentials, integration_types, integrations, organizations
+from db import credentials, integration_types, integrations, organizations
 from db.vault import Vault
+from resolvers import audit_trail
 from resolvers.access import CONFIGURE, READ, require, target_org
 from resolvers.errors import BadUserInput, NotFound
 from resolvers.session import Caller
@@ -41,21 +42,6 @@ async def _one(conn: asyncpg.Connection, org: UUID, integration_type: str) -> Li
         if row.integration_type == integration_type:
             return row, kinds[integration_type], has
     raise NotFound(f"No {integration_type!r} integration is configured for this organization.")
-
-
-async def _audit(
-    conn: asyncpg.Connection, caller: Caller, org: UUID, action: str, details: dict[str, Any]
-) -> None:
-    principal = caller.principal
-    if principal.role in ("org_admin", "global_admin"):
-        await audit.record(
-            conn,
-            actor=principal.sub,
-            role=principal.role,
-            org_id=org,
-            action=action,
-            details=details,
-        )
 
 
 async def upsert_integration(
@@ -108,7 +94,7 @@ async def upsert_integration(
             check_interval_seconds=interval,
             config=config_json(parsed),
         )
-        await _audit(
+        await audit_trail.record(
             conn,
             caller,
             org,
@@ -135,7 +121,7 @@ async def set_enabled(
     async def work(conn: asyncpg.Connection) -> Listed:
         if await integrations.set_enabled(conn, org, integration_type, enabled) is None:
             raise NotFound(f"No {integration_type!r} integration is configured.")
-        await _audit(
+        await audit_trail.record(
             conn,
             caller,
             org,
@@ -161,7 +147,7 @@ async def set_credentials(
         row, _, _ = await _one(conn, org, integration_type)
         await credentials.store(conn, vault, org_id=org, integration_id=row.id, payload=secret)
         # Which fields were set, never their values.
-        await _audit(
+        await audit_trail.record(
             conn,
             caller,
             org,
@@ -180,7 +166,7 @@ async def remove_integration(caller: Caller, integration_type: str, org_id: UUID
     async def work(conn: asyncpg.Connection) -> bool:
         removed = await integrations.remove(conn, org, integration_type)
         if removed:
-            await _audit(
+            await audit_trail.record(
                 conn, caller, org, "removeIntegration", {"integrationType": integration_type}
             )
         return removed

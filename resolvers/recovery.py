@@ -17,6 +17,7 @@ from arq.connections import ArqRedis
 from db import audit, credentials, integrations
 from db.scope import Claims, as_caller
 from db.vault import Vault, VaultError
+from resolvers import audit_trail
 from resolvers.access import CONFIGURE, require, target_org
 from resolvers.alerting import channel_for_test
 from resolvers.errors import BadUserInput, NotFound
@@ -128,6 +129,12 @@ async def start_reauthorization(
         },
         now,
     )
+    await audit_trail.record_alone(
+        caller,
+        org,
+        "startReauthorization",
+        {"integrationType": integration_type, "redirectUri": redirect_uri},
+    )
     authorize, scope = OAUTH_PROVIDERS[integration_type]
     query = urlencode(
         {
@@ -228,6 +235,9 @@ async def complete_reauthorization(
 async def test_channel(caller: Caller, queue: ArqRedis, channel_id: UUID) -> bool:
     """Deliver a test message through the channel now (by the worker); True when delivered."""
     channel = await channel_for_test(caller, channel_id)
+    await audit_trail.record_alone(
+        caller, channel.org_id, "testNotificationChannel", {"channelId": str(channel.id)}
+    )
     job = await queue.enqueue_job("test_channel", str(channel.org_id), str(channel.id))
     if job is None:
         return False
