@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import strawberry
 
 from db import admin as admin_db
+from db import incidents as incidents_db
 from db import trends
 from resolvers.errors import BadUserInput
 from schema.context import Info
@@ -77,6 +79,19 @@ class GlobalHealthSummary:
         rows = await info.context.as_caller(None, lambda c: admin_db.provider_stats(c, since))
         return [ProviderStats.from_row(r) for r in rows]
 
+    @strawberry.field(
+        description="Provider-wide incidents, newest first (an addition to the contract)."
+    )
+    async def provider_incidents(
+        self, info: Info, open_only: bool = False, limit: int = 50
+    ) -> list[ProviderIncident]:
+        if not 1 <= limit <= MAX_UNHEALTHY:
+            raise BadUserInput(f"limit must be between 1 and {MAX_UNHEALTHY}.", field="limit")
+        rows = await info.context.as_caller(
+            None, lambda c: incidents_db.list_global(c, open_only=open_only, limit=limit)
+        )
+        return [ProviderIncident.from_row(r) for r in rows]
+
     @strawberry.field(description="Worst first.")
     async def unhealthy_integrations(self, info: Info, limit: int = 50) -> list[IntegrationHealth]:
         if not 1 <= limit <= MAX_UNHEALTHY:
@@ -85,6 +100,35 @@ class GlobalHealthSummary:
             None, lambda c: admin_db.unhealthy_integrations(c, limit)
         )
         return [IntegrationHealth.from_row(r) for r in rows]
+
+
+@strawberry.type(description="One provider failing for many organizations at once.")
+class ProviderIncident:
+    id: UUID
+    integration_type: str
+    display_name: str
+    open: bool
+    opened_at: datetime
+    resolved_at: datetime | None
+    orgs_with_provider: int
+    failing_orgs: int
+    peak_failing_orgs: int
+    affected_orgs: int
+
+    @classmethod
+    def from_row(cls, row: incidents_db.IncidentSummary) -> ProviderIncident:
+        return cls(
+            id=row.id,
+            integration_type=row.integration_type,
+            display_name=row.display_name,
+            open=row.state == "OPEN",
+            opened_at=row.opened_at,
+            resolved_at=row.resolved_at,
+            orgs_with_provider=row.orgs_with_provider,
+            failing_orgs=row.failing_orgs,
+            peak_failing_orgs=row.peak_failing_orgs,
+            affected_orgs=row.affected_orgs,
+        )
 
 
 @strawberry.type

@@ -149,3 +149,30 @@ async def test_a_malformed_uuid_is_bad_user_input(api: Api, tokens: Callable[...
     )
 
     assert error_codes(body) == ["BAD_USER_INPUT"]
+
+
+async def test_global_admins_see_provider_incidents_in_the_summary(
+    api: Api, tokens: Callable[..., str], pool: object
+) -> None:
+    from db.scope import as_service
+
+    async with as_service(pool) as conn:  # type: ignore[arg-type]
+        await conn.execute(
+            "INSERT INTO provider_incidents (integration_type, orgs_with_provider, "
+            "failing_orgs, peak_failing_orgs, opened_at, last_evaluated_at) "
+            "VALUES ('xledger', 10, 4, 4, now(), now())"
+        )
+
+    body = await api.gql(
+        "{ globalHealthSummary { providerIncidents(openOnly: true) { integrationType "
+        "displayName open failingOrgs } } }",
+        as_=tokens("global_admin"),
+    )
+    refused = await api.gql(
+        "{ globalHealthSummary { providerIncidents { id } } }", as_=tokens("org_admin")
+    )
+
+    assert body["data"]["globalHealthSummary"]["providerIncidents"] == [
+        {"integrationType": "xledger", "displayName": "Xledger", "open": True, "failingOrgs": 4}
+    ]
+    assert error_codes(refused) == ["FORBIDDEN"]
