@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
-from db import credentials, health
+from db import credentials, health, results, trends
 from db.demo import demo_integrations
 from db.migrate import migrate
 from db.pool import connect, create_pool
@@ -194,6 +194,32 @@ async def bench(integrations: int, concurrency: int) -> None:
                 f"mean upsert {statistics.mean(upserts) * 1000:.2f} ms, "
                 f"mean prune {statistics.mean(prunes) * 1000:.2f} ms"
             )
+
+        # 30 days of results every 15 minutes for one org's integrations, then the trends.
+        org = org_ids[0]
+        async with pool.acquire() as conn:
+            first_day = (datetime.now(UTC) - timedelta(days=31)).date()
+            await results.ensure_partitions(conn, first_day, 33)
+            await conn.execute(
+                "INSERT INTO health_check_results (org_id, integration_type, checked_at, status, "
+                'latency_ms, "trigger") SELECT $1, t, now() - make_interval(mins => 15 * g), '
+                "CASE WHEN g % 17 = 0 THEN 'unreachable' ELSE 'healthy' END, 40 + g % 50, "
+                "'scheduled' FROM unnest($2::text[]) t, generate_series(1, 2880) g",
+                org,
+                list(TYPES),
+            )
+            await conn.execute("ANALYZE health_check_results")
+            for window in ("LAST_24_HOURS", "LAST_7_DAYS", "LAST_30_DAYS"):
+                timings = []
+                for _ in range(30):
+                    t = time.perf_counter()
+                    await trends.trends(conn, org, list(TYPES), window, now=datetime.now(UTC))
+                    timings.append(time.perf_counter() - t)
+                print(
+                    f"trend {window} for {len(TYPES)} integrations (two queries): p50 "
+                    f"{percentile(timings, 0.5) * 1000:.1f} ms, p95 "
+                    f"{percentile(timings, 0.95) * 1000:.1f} ms"
+                )
         await http.aclose()
         await redis.aclose()
         await pool.close()
