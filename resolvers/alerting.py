@@ -10,7 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from db import alert_rules, alerts, audit, channels, export_runs, notifications, organizations
-from db.pagination import Page
+from db.pagination import Page, decode_cursor
 from db.vault import Vault
 from resolvers import audit_trail
 from resolvers.access import (
@@ -30,12 +30,14 @@ CHANNEL_KINDS = ("IN_APP", "EMAIL", "WEBHOOK", "APPRISE")
 
 
 def check_page(first: int, after: str | None) -> None:
+    """Refuse a bad page request before any query runs."""
     if not 1 <= first <= MAX_PAGE:
         raise BadUserInput(f"first must be between 1 and {MAX_PAGE}.", field="first")
-
-
-def _bad_cursor() -> BadUserInput:
-    return BadUserInput("after is not a cursor this API gave out.", field="after")
+    if after is not None:
+        try:
+            decode_cursor(after)
+        except ValueError:
+            raise BadUserInput("after is not a cursor this API gave out.", field="after") from None
 
 
 # -- alerts -------------------------------------------------------------------
@@ -47,12 +49,9 @@ async def list_alerts(
     require(caller.principal, READ, "read alerts")
     check_page(first, after)
     org = target_org(caller.principal, org_id)
-    try:
-        return await caller.as_caller(
-            org, lambda c: alerts.list_for_org(c, org, state=state, first=first, after=after)
-        )
-    except ValueError:
-        raise _bad_cursor() from None
+    return await caller.as_caller(
+        org, lambda c: alerts.list_for_org(c, org, state=state, first=first, after=after)
+    )
 
 
 async def _alert_org(caller: Caller, alert_id: UUID) -> UUID:
@@ -111,10 +110,7 @@ async def list_notifications(
         )
         return NotificationPage(page, await notifications.unread_count(conn, org, principal.sub))
 
-    try:
-        return await caller.as_caller(org, work)
-    except ValueError:
-        raise _bad_cursor() from None
+    return await caller.as_caller(org, work)
 
 
 async def mark_notification_read(
@@ -146,12 +142,9 @@ async def list_export_runs(
     require(caller.principal, READ, "read export runs")
     check_page(first, after)
     org = target_org(caller.principal, org_id)
-    try:
-        return await caller.as_caller(
-            org, lambda c: export_runs.list_for_org(c, org, status=status, first=first, after=after)
-        )
-    except ValueError:
-        raise _bad_cursor() from None
+    return await caller.as_caller(
+        org, lambda c: export_runs.list_for_org(c, org, status=status, first=first, after=after)
+    )
 
 
 async def report_export_run(caller: Caller, data: dict[str, Any]) -> export_runs.ExportRun:
@@ -315,12 +308,9 @@ async def list_audit_events(
     org = target_org(principal, org_id)
     if org != principal.org_id and not principal.is_global_admin:
         raise Forbidden("Only a global admin may read another organization's audit log.")
-    try:
-        return await caller.as_caller(
-            org, lambda c: audit.list_events(c, org, first=first, after=after)
-        )
-    except ValueError:
-        raise _bad_cursor() from None
+    return await caller.as_caller(
+        org, lambda c: audit.list_events(c, org, first=first, after=after)
+    )
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
