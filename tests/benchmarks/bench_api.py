@@ -380,17 +380,18 @@ async def part_org_health(
 
 
 def subscriber_process(
-    ws_url: str, member: str, connections: int, per_connection: int, pipe: Pipe
+    ws_url: str, member: str, connections: int, per_connection: int, pipe: Pipe, counter: Any
 ) -> None:
     """Runs in a process of its own: opens the sockets and subscriptions, reports ready,
     stamps every message on receipt (CLOCK_MONOTONIC is system-wide) until told to stop,
-    then sends back (round, integration type, receipt time) per delivery."""
+    then sends back (round, integration type, receipt time) per delivery. `counter`
+    (shared memory) counts the events received so far, for the parent to watch."""
     raise_open_file_limit()
-    asyncio.run(_subscribe_and_listen(ws_url, member, connections, per_connection, pipe))
+    asyncio.run(_subscribe_and_listen(ws_url, member, connections, per_connection, pipe, counter))
 
 
 async def _subscribe_and_listen(
-    ws_url: str, member: str, connections: int, per_connection: int, pipe: Pipe
+    ws_url: str, member: str, connections: int, per_connection: int, pipe: Pipe, counter: Any
 ) -> None:
     received: list[tuple[float, str]] = []
     async with contextlib.AsyncExitStack() as stack:
@@ -414,7 +415,9 @@ async def _subscribe_and_listen(
                 while True:
                     raw = await ws.recv()
                     received.append((time.monotonic(), raw))
-                    if '"ping"' in raw[:40]:
+                    if '"next"' in raw[:40]:
+                        counter.value += 1
+                    elif '"ping"' in raw[:40]:
                         await ws.send('{"type":"pong"}')
             except Exception:
                 closed += 1
@@ -465,16 +468,19 @@ async def part_subscriptions(
     ws_url = base_url.replace("http://", "ws://") + "/graphql"
     context = multiprocessing.get_context("spawn")
     children: list[tuple[Any, Pipe]] = []
+    counters: list[Any] = []
     for n in range(procs):
         share = connections // procs + (1 if n < connections % procs else 0)
         ours, theirs = context.Pipe()
+        counter = context.Value("q", 0, lock=False)  # one writer: the child
         child = context.Process(
             target=subscriber_process,
-            args=(ws_url, member, share, per_connection, theirs),
+            args=(ws_url, member, share, per_connection, theirs, counter),
             daemon=True,
         )
         child.start()
         children.append((child, ours))
+        counters.append(counter)
 
     redis = Redis.from_url(redis_url)
     pool = await create_pool(dsn, max_size=2)
@@ -529,7 +535,16 @@ async def part_subscriptions(
                 await publish_status_events(redis, events)
                 publish.append(time.monotonic() - committed)
                 commits[n] = committed
-            await asyncio.sleep(args.grace)
+            # Until every event arrived, or none arrived for `grace` seconds.
+            expected = args.rounds * len(kinds) * subscribers
+            last_count, last_progress = -1, time.monotonic()
+            while time.monotonic() - last_progress < args.grace:
+                count = sum(c.value for c in counters)
+                if count >= expected:
+                    break
+                if count != last_count:
+                    last_count, last_progress = count, time.monotonic()
+                await asyncio.sleep(0.05)
             cpu_report = meter.report()
             api_cpu = process_cpu(api_pid) - meter.api0
 
@@ -552,7 +567,6 @@ async def part_subscriptions(
                 child.terminate()
                 child.join()
 
-    expected = args.rounds * len(kinds) * subscribers
     latencies = [at - commits[n] for n, _, at in deliveries if n in commits]
     last_per_round: dict[int, float] = {}
     first_per_round: dict[int, float] = {}
@@ -560,7 +574,12 @@ async def part_subscriptions(
         if n in commits:
             last_per_round[n] = max(last_per_round.get(n, 0.0), at - commits[n])
             first_per_round[n] = min(first_per_round.get(n, 1e9), at - commits[n])
-    print(f"  delivered {len(latencies)} of {expected} expected events ({len(kinds)} per round)")
+    final = max((at for _, _, at in deliveries), default=commits[args.rounds - 1])
+    drained = final - commits[args.rounds - 1]
+    print(
+        f"  delivered {len(latencies)} of {expected} expected events ({len(kinds)} per round "
+        f"per subscriber); the last arrived {drained * 1000:.0f} ms after the last commit"
+    )
     if others or dropped_sockets:
         print(f"  other messages {dict(others)}, sockets closed early {dropped_sockets}")
     print(f"  commit -> subscriber receipt, all deliveries: {spread(latencies)}")
@@ -571,16 +590,27 @@ async def part_subscriptions(
     print(f"  commit -> PUBLISH returned (Redis round trip): {spread(publish)}")
     print(f"  {cpu_report}")
     print(
-        f"  API CPU per delivered event: {api_cpu / max(len(latencies), 1) * 1000:.3f} ms "
-        f"(rounds plus {args.grace:.0f} s grace)"
+        f"  API CPU per delivered event: {api_cpu / max(len(latencies), 1) * 1000:.3f} ms; "
+        f"offered load {subscribers * len(kinds) / args.interval:.0f} deliveries/s"
     )
 
 
 # -- main ---------------------------------------------------------------------------------
 
 
+async def background_load(seconds: float = 3.0) -> float:
+    """Cores busy on the machine before we start (other work sharing it)."""
+    busy0, _ = machine_cpu()
+    await asyncio.sleep(seconds)
+    return (machine_cpu()[0] - busy0) / seconds
+
+
 async def bench(args: argparse.Namespace) -> None:
     raise_open_file_limit()
+    print(
+        f"machine: {os.cpu_count()} cores; busy before the benchmark (other work): "
+        f"{await background_load():.2f} cores"
+    )
     scratch = Path(tempfile.mkdtemp(prefix="ihm-bench-"))
     os.chmod(scratch, 0o755)
     pg = EmbeddedPostgres(scratch / "pg", free_port(), settings={"shared_buffers": "256MB"})
@@ -625,7 +655,8 @@ async def bench(args: argparse.Namespace) -> None:
             for line in log.read_text(errors="replace").splitlines()
             if '"level": "error"' in line or "Traceback" in line
         ]
-        print(f"\nAPI log: {len(problems)} error line(s) ({log})")
+        kept = f" (kept in {log})" if args.api_log else ""
+        print(f"\nAPI log: {len(problems)} error line(s){kept}")
         for line in problems[:5]:
             print(f"  {line[:200]}")
     finally:
@@ -638,10 +669,7 @@ async def bench(args: argparse.Namespace) -> None:
                 api.wait()
         rd.stop()
         pg.stop()
-        if args.api_log is None:
-            subprocess.run(["rm", "-rf", str(scratch)], check=False)
-        else:
-            subprocess.run(["rm", "-rf", str(scratch / "pg"), str(scratch / "redis")], check=False)
+        subprocess.run(["rm", "-rf", str(scratch)], check=False)
 
 
 def main() -> None:
@@ -666,7 +694,10 @@ def main() -> None:
         "--changes", type=int, default=1, help="integrations whose status each commit changes"
     )
     parser.add_argument(
-        "--grace", type=float, default=3, help="seconds to wait for deliveries after the last"
+        "--grace",
+        type=float,
+        default=5,
+        help="after the last commit, stop waiting when no event arrived for this long",
     )
     parser.add_argument("--api-log", type=Path, default=None, help="keep the API's log here")
     parser.add_argument(
