@@ -67,7 +67,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.require_runtime()
     configure_logging(settings)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
+    app = create_app(settings)
+    # Status events are small JSON: per-message compression costs more CPU than it saves.
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, ws_per_message_deflate=False)
     return 0
 
 

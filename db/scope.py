@@ -18,6 +18,10 @@ import asyncpg
 
 ROLES = ("member", "coordinator", "org_admin", "service", "global_admin")
 
+_BECOME_CALLER = (
+    "SELECT set_config('role', 'ihm_api', true), set_config('request.jwt.claims', $1, true)"
+)
+
 
 @dataclass(frozen=True)
 class Claims:
@@ -39,8 +43,8 @@ class Claims:
 @asynccontextmanager
 async def as_caller(pool: asyncpg.Pool, claims: Claims) -> AsyncIterator[asyncpg.Connection]:
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL ROLE ihm_api")
-        await conn.execute("SELECT set_config('request.jwt.claims', $1, true)", claims.to_json())
+        # SET LOCAL ROLE and the claims in one round trip (set_config(..., true) is SET LOCAL).
+        await conn.execute(_BECOME_CALLER, claims.to_json())
         yield conn
 
 
