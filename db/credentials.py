@@ -19,6 +19,7 @@ from db.vault import (
     Sealed,
     Secret,
     Vault,
+    VaultError,
     channel_secret_aad,
     channel_target_aad,
     credentials_aad,
@@ -52,6 +53,12 @@ SELECT cr.integration_id, cr.key_id, cr.ciphertext
   FROM integration_config c
   JOIN integration_credentials cr ON cr.integration_id = c.id AND cr.org_id = c.org_id
  WHERE c.org_id = $1 AND c.integration_type = $2
+"""
+_LOAD_ORG = """
+SELECT c.integration_type, cr.integration_id, cr.key_id, cr.ciphertext
+  FROM integration_config c
+  JOIN integration_credentials cr ON cr.integration_id = c.id AND cr.org_id = c.org_id
+ WHERE c.org_id = $1
 """
 _INFO = """
 SELECT integration_id, org_id, expires_at, updated_at
@@ -132,6 +139,28 @@ async def load(
         aad=credentials_aad(integration_id),
         what=_what(integration_id),
     )
+
+
+async def load_org(
+    conn: asyncpg.Connection, vault: Vault, org_id: UUID
+) -> dict[str, Secret | VaultError]:
+    """Every stored credential of the org in one query, by integration type (service role).
+
+    A row that cannot be decrypted maps to its `VaultError`, so one bad row spoils only
+    its own integration's check.
+    """
+    found: dict[str, Secret | VaultError] = {}
+    for row in await conn.fetch(_LOAD_ORG, org_id):
+        integration_id: UUID = row["integration_id"]
+        try:
+            found[row["integration_type"]] = vault.decrypt(
+                Sealed(row["key_id"], row["ciphertext"]),
+                aad=credentials_aad(integration_id),
+                what=_what(integration_id),
+            )
+        except VaultError as exc:
+            found[row["integration_type"]] = exc
+    return found
 
 
 async def info(conn: asyncpg.Connection, integration_id: UUID) -> CredentialInfo | None:

@@ -20,6 +20,10 @@ class VaultCredentialSource:
         self._pool = pool
         self._vault = vault
 
+    @property
+    def vault(self) -> Vault:
+        return self._vault
+
     def __repr__(self) -> str:
         return "VaultCredentialSource()"
 
@@ -47,3 +51,37 @@ class VaultCredentialSource:
             await credentials.store(
                 conn, self._vault, org_id=org_id, integration_id=integration.id, payload=payload
             )
+
+
+class OrgCredentials:
+    """One org's credentials read once for a run; saves go through to the vault."""
+
+    def __init__(self, source: VaultCredentialSource, found: dict[str, Secret | VaultError]):
+        self._source = source
+        self._found = found
+
+    def __repr__(self) -> str:
+        return f"OrgCredentials(types={sorted(self._found)})"
+
+    async def load(self, org_id: UUID, integration_type: str) -> Secret | None:
+        found = self._found.get(integration_type)
+        if isinstance(found, VaultError):
+            log.error(
+                "credentials_unreadable",
+                org_id=str(org_id),
+                integration_type=integration_type,
+                reason=str(found),
+            )
+            raise CredentialsUnavailable
+        return found
+
+    async def save(self, org_id: UUID, integration_type: str, payload: dict[str, str]) -> None:
+        await self._source.save(org_id, integration_type, payload)
+        # A retry later in the same run reads what was just saved (a refreshed token).
+        self._found[integration_type] = Secret(payload)
+
+
+async def for_org(
+    source: VaultCredentialSource, conn: asyncpg.Connection, org_id: UUID
+) -> OrgCredentials:
+    return OrgCredentials(source, await credentials.load_org(conn, source.vault, org_id))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -27,6 +27,7 @@ from workers.checks.config import InvalidConfig, parse_config
 from workers.checks.context import CheckContext
 from workers.checks.guidance import Provider
 from workers.checks.result import HealthError, HealthResult, Status
+from workers.credential_source import VaultCredentialSource, for_org
 from workers.scheduling import slot_key
 
 log = structlog.get_logger(__name__)
@@ -47,6 +48,8 @@ class Runner:
     # Called inside the run's transaction with the status rows it wrote; returns the
     # alerts it opened, repeated or resolved (published after commit).
     on_recorded: OnRecorded = field(default=lambda conn, rows, now: _no_alerting(conn, rows, now))
+    # integration type -> display name, read once per worker.
+    display_names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,17 @@ def _provider(integration_type: str, display_name: str) -> Provider:
 
 
 async def _run_one(
-    runner: Runner, org_id: UUID, integration: integrations.Integration, display_name: str
+    runner: Runner,
+    checks: CheckContext,
+    org_id: UUID,
+    integration: integrations.Integration,
+    display_name: str,
 ) -> HealthResult:
     """Never raises (but for cancellation): every outcome becomes a HealthResult."""
     kind = integration.integration_type
     provider = _provider(kind, display_name)
     adapter_class = ADAPTERS.get(kind)
-    now = runner.checks.clock()
+    now = checks.clock()
     if adapter_class is None:
         error = guidance.invalid_configuration(provider, f"no checker for type {kind!r}")
         return HealthResult(Status.UNREACHABLE, 0, now, error)
@@ -80,7 +87,7 @@ async def _run_one(
         return HealthResult(
             Status.UNREACHABLE, 0, now, guidance.invalid_configuration(provider, str(exc))
         )
-    adapter = adapter_class(runner.checks)
+    adapter = adapter_class(checks)
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
@@ -165,9 +172,16 @@ async def run_health_checks(
     if slots is not None:
         integration_types_filter = set(slots)
     started_at = runner.checks.clock()
+    checks = runner.checks
     async with runner.pool.acquire() as conn:
         configured = await integrations.list_for_org(conn, org_id)
-        names = {t.key: t.display_name for t in await integration_types.list_all(conn)}
+        if not runner.display_names:  # the catalogue changes only with a migration
+            types = await integration_types.list_all(conn)
+            runner.display_names.update({t.key: t.display_name for t in types})
+        if isinstance(checks.credentials, VaultCredentialSource):
+            # The org's credentials in one query instead of one per adapter.
+            checks = replace(checks, credentials=await for_org(checks.credentials, conn, org_id))
+    names = runner.display_names
     chosen = [
         i
         for i in configured
@@ -179,7 +193,7 @@ async def run_health_checks(
         return []
 
     results = await asyncio.gather(
-        *(_run_one(runner, org_id, i, names[i.integration_type]) for i in chosen)
+        *(_run_one(runner, checks, org_id, i, names[i.integration_type]) for i in chosen)
     )
     records = [
         _record(

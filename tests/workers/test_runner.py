@@ -20,7 +20,7 @@ from db.vault import Vault
 from tests.factories import make_integration, make_org
 from workers import events
 from workers.checks.context import CheckContext
-from workers.credential_source import VaultCredentialSource
+from workers.credential_source import VaultCredentialSource, for_org
 from workers.runner import Runner, run_health_checks
 
 SLACK_TOKEN = "xoxb-super-secret-token-value"
@@ -344,3 +344,38 @@ async def test_credentials_sealed_with_a_retired_key_are_reported_not_crashed(
     assert outcome.result.error.category.value == "CONFIGURATION"
     assert "decrypted" in outcome.result.error.message
     assert [e["event"] for e in logs] == ["credentials_unreadable"]
+
+
+async def test_a_run_reads_the_orgs_credentials_with_one_query(
+    make_runner: Callable[..., Runner], org: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = []
+    original = credentials.load_org
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(credentials, "load_org", counting)
+
+    outcomes = await run_health_checks(make_runner(), org)
+
+    assert len(reads) == 1
+    assert {o.result.status.value for o in outcomes} == {"healthy"}
+
+
+async def test_credentials_saved_during_a_run_are_what_a_retry_reads(
+    pool: asyncpg.Pool, vault: Vault, org: UUID
+) -> None:
+    source = VaultCredentialSource(pool, vault)
+    async with pool.acquire() as conn:
+        run_view = await for_org(source, conn, org)
+
+    before = await run_view.load(org, "slack")
+    await run_view.save(org, "slack", {"botToken": "xoxb-refreshed"})
+    after = await run_view.load(org, "slack")
+    stored = await source.load(org, "slack")
+
+    assert before is not None and before["botToken"] == SLACK_TOKEN
+    assert after is not None and after["botToken"] == "xoxb-refreshed"
+    assert stored is not None and stored["botToken"] == "xoxb-refreshed"
