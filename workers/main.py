@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
+import uvloop
 from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker
@@ -126,4 +128,7 @@ def build_worker(settings: Settings, *, scheduler_tick: bool = True, **overrides
 
 
 def run(settings: Settings) -> None:
+    # uvloop (already installed with uvicorn[standard]) for the worker's event loop too:
+    # a worker spends its time in socket I/O to providers, Postgres and Redis.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     build_worker(settings).run()
