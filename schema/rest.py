@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from db import admin
-from db.health import HistoryRow, IntegrationHealthRow
+from db.health import HistoryRow
 from db.scope import as_caller
 from resolvers import checks
 from resolvers import health as health_resolvers
@@ -30,16 +30,10 @@ from resolvers.access import GLOBAL, require
 from resolvers.auth import Principal
 from resolvers.errors import ApiError, BadUserInput, NotFound
 from schema.context import Services
+from workers.events import health_json
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-
-CONNECTION_STATES = {
-    "HEALTHY": "CONNECTED",
-    "DEGRADED": "DEGRADED",
-    "UNREACHABLE": "ERROR",
-    "UNKNOWN": "PENDING",
-}
 
 
 @dataclass
@@ -58,35 +52,6 @@ class RestCaller:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def health_json(row: IntegrationHealthRow) -> dict[str, Any]:
-    status = (row.status or "unknown").upper()
-    error = None
-    if status not in ("HEALTHY", "UNKNOWN") and row.error_category:
-        error = {
-            "category": row.error_category,
-            "message": row.error_message,
-            "guidance": row.error_guidance,
-            "recoveryAction": row.recovery_action,
-            "docsUrl": row.docs_url,
-        }
-    return {
-        "integrationId": str(row.integration_id),
-        "orgId": str(row.org_id),
-        "integrationType": row.integration_type,
-        "displayName": row.display_name,
-        "enabled": row.enabled,
-        "status": status,
-        "connectionState": CONNECTION_STATES[status],
-        "latencyMs": row.latency_ms,
-        "checkedAt": _iso(row.checked_at),
-        "lastSuccessAt": _iso(row.last_success_at),
-        "statusSince": _iso(row.status_since),
-        "consecutiveFailures": row.consecutive_failures,
-        "nextCheckAt": _iso(row.next_check_at),
-        "error": error,
-    }
 
 
 def history_json(row: HistoryRow) -> dict[str, Any]:

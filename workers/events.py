@@ -16,12 +16,17 @@ from uuid import UUID
 
 from redis.asyncio import Redis
 
-from db.health import StatusRow
+from db.health import IntegrationHealthRow, StatusRow
 from db.integrations import Integration
 
 ALL_ORGS_CHANNEL = "ihm:status:all"
 
-CONNECTION_STATES = {"healthy": "CONNECTED", "degraded": "DEGRADED", "unreachable": "ERROR"}
+CONNECTION_STATES = {
+    "healthy": "CONNECTED",
+    "degraded": "DEGRADED",
+    "unreachable": "ERROR",
+    "unknown": "PENDING",
+}
 
 
 def org_channel(org_id: UUID | str) -> str:
@@ -32,10 +37,12 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def health_snapshot(row: StatusRow, integration: Integration, display_name: str) -> dict[str, Any]:
-    """The IntegrationHealth of the contract, as JSON (camelCase, enums upper-case)."""
+def health_json(row: IntegrationHealthRow) -> dict[str, Any]:
+    """The contract's IntegrationHealth as JSON (camelCase, enums upper-case): the one
+    shape events and the REST endpoints share."""
+    status = row.status or "unknown"
     error = None
-    if row.status != "healthy" and row.error_category:
+    if status not in ("healthy", "unknown") and row.error_category:
         error = {
             "category": row.error_category,
             "message": row.error_message,
@@ -44,21 +51,47 @@ def health_snapshot(row: StatusRow, integration: Integration, display_name: str)
             "docsUrl": row.docs_url,
         }
     return {
-        "integrationId": str(integration.id),
+        "integrationId": str(row.integration_id),
         "orgId": str(row.org_id),
         "integrationType": row.integration_type,
-        "displayName": display_name,
-        "enabled": integration.enabled,
-        "status": row.status.upper(),
-        "connectionState": CONNECTION_STATES[row.status],
+        "displayName": row.display_name,
+        "enabled": row.enabled,
+        "status": status.upper(),
+        "connectionState": CONNECTION_STATES[status],
         "latencyMs": row.latency_ms,
         "checkedAt": _iso(row.checked_at),
         "lastSuccessAt": _iso(row.last_success_at),
         "statusSince": _iso(row.status_since),
         "consecutiveFailures": row.consecutive_failures,
-        "nextCheckAt": _iso(integration.next_check_at),
+        "nextCheckAt": _iso(row.next_check_at),
         "error": error,
     }
+
+
+def health_snapshot(row: StatusRow, integration: Integration, display_name: str) -> dict[str, Any]:
+    """The health of a status row just written, for its event."""
+    return health_json(
+        IntegrationHealthRow(
+            integration_id=integration.id,
+            org_id=row.org_id,
+            integration_type=row.integration_type,
+            display_name=display_name,
+            enabled=integration.enabled,
+            monitoring_mode=integration.monitoring_mode,
+            next_check_at=integration.next_check_at,
+            status=row.status,
+            latency_ms=row.latency_ms,
+            checked_at=row.checked_at,
+            status_since=row.status_since,
+            last_success_at=row.last_success_at,
+            consecutive_failures=row.consecutive_failures,
+            error_category=row.error_category,
+            error_message=row.error_message,
+            error_guidance=row.error_guidance,
+            recovery_action=row.recovery_action,
+            docs_url=row.docs_url,
+        )
+    )
 
 
 def status_event(row: StatusRow, integration: Integration, display_name: str) -> dict[str, Any]:
