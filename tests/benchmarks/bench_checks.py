@@ -12,101 +12,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 from redis.asyncio import Redis
 
-from db import credentials, health, results, trends
-from db.demo import demo_integrations
-from db.migrate import migrate
-from db.pool import connect, create_pool
+from db import health, results, trends
+from db.pool import create_pool
 from db.scope import as_service
 from db.vault import Vault
-from embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from tests.benchmarks.stack import TYPES, VAULT_KEY, local_stack, percentile, seed_orgs
 from workers.checks.context import CheckContext, TokenCache
 from workers.credential_source import VaultCredentialSource
 from workers.main import USER_AGENT
 from workers.runner import Runner, run_health_checks
 
-TYPES = ("http", "slack", "gmail", "google_calendar", "xledger", "dynamics365")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-async def seed(pool: object, vault: Vault, simulator_url: str, orgs: int) -> list[uuid.UUID]:
-    ids = [uuid.uuid4() for _ in range(orgs)]
-    async with as_service(pool) as conn:  # type: ignore[arg-type]
-        await conn.executemany(
-            "INSERT INTO organizations (id, name) VALUES ($1, $2)",
-            [(o, f"bench {n}") for n, o in enumerate(ids)],
-        )
-        for org in ids:
-            for kind, (config, secret) in demo_integrations(simulator_url).items():
-                config = {
-                    k: (v.replace("/demo-", f"/{org.hex[:8]}-") if isinstance(v, str) else v)
-                    for k, v in config.items()
-                }
-                integration_id = await conn.fetchval(
-                    "INSERT INTO integration_config (org_id, integration_type, "
-                    "check_interval_seconds, config) VALUES ($1, $2, 900, $3) RETURNING id",
-                    org,
-                    kind,
-                    config,
-                )
-                if secret:
-                    await credentials.store(
-                        conn, vault, org_id=org, integration_id=integration_id, payload=secret
-                    )
-    return ids
-
 
 async def bench(integrations: int, concurrency: int) -> None:
     orgs = max(1, integrations // len(TYPES))
-    scratch = Path(tempfile.mkdtemp(prefix="ihm-bench-"))
-    os.chmod(scratch, 0o755)
-    pg = EmbeddedPostgres(scratch / "pg", free_port(), settings={"shared_buffers": "256MB"})
-    rd = EmbeddedRedis(scratch / "redis", free_port(), persistent=False)
-    sim_port = free_port()
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "ihm", "simulator", "--port", str(sim_port)],
-        stdout=subprocess.DEVNULL,
-    )
-    pg.start()
-    rd.start()
-    try:
-        pg.create_database("bench")
-        conn = await connect(pg.dsn("bench"))
-        await migrate(conn)
-        await conn.close()
-        pool = await create_pool(pg.dsn("bench"), max_size=40)
-        vault = Vault([("k1", b"b" * 32)])
-        simulator_url = f"http://127.0.0.1:{sim_port}"
-        for _ in range(100):
-            try:
-                httpx.get(f"{simulator_url}/_control/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    async with local_stack() as stack:
+        pool = await create_pool(stack.dsn, max_size=40)
+        vault = Vault([("k1", VAULT_KEY)])
+        simulator_url = stack.simulator_url
         t0 = time.perf_counter()
-        org_ids = await seed(pool, vault, simulator_url, orgs)
+        async with as_service(pool) as conn:
+            org_ids = await seed_orgs(conn, vault, simulator_url, orgs)
         print(
             f"seeded {orgs} orgs x {len(TYPES)} = {orgs * len(TYPES)} integrations "
             f"in {time.perf_counter() - t0:.1f} s"
         )
 
-        redis = Redis.from_url(rd.url())
+        redis = Redis.from_url(stack.redis_url)
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(10, connect=5),
             limits=httpx.Limits(max_connections=500, max_keepalive_connections=200),
@@ -223,12 +162,6 @@ async def bench(integrations: int, concurrency: int) -> None:
         await http.aclose()
         await redis.aclose()
         await pool.close()
-    finally:
-        simulator.terminate()
-        simulator.wait()
-        rd.stop()
-        pg.stop()
-        subprocess.run(["rm", "-rf", str(scratch)], check=False)
 
 
 def main() -> None:
