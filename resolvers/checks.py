@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import structlog
 from arq.connections import ArqRedis
@@ -26,6 +27,7 @@ from workers.jobs import check_job_id, cooldown_key
 log = structlog.get_logger(__name__)
 
 WAIT_SECONDS = 12.0
+WINDOW_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,26 @@ class CheckTicket:
 
 
 async def _limit_caller(redis: Redis, subject: str, per_minute: int) -> None:
-    """At most `per_minute` new manual checks per caller in each clock minute."""
-    window = int(time.time() // 60)
-    key = f"ihm:ratelimit:manual:{subject}:{window}"
+    """At most `per_minute` new manual checks per caller in any 60 seconds.
+
+    A sliding window (a sorted set of start times): a fixed clock-minute counter let a
+    caller start twice the budget around a minute boundary.
+    """
+    key = f"ihm:ratelimit:manual:{subject}"
+    now = time.time()
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, 61)
-        count, _ = await pipe.execute()
+        pipe.zremrangebyscore(key, 0, now - WINDOW_SECONDS)
+        pipe.zadd(key, {(member := f"{now}:{uuid4().hex}"): now})
+        pipe.zcard(key)
+        pipe.zrange(key, 0, 0, withscores=True)
+        pipe.expire(key, WINDOW_SECONDS + 1)
+        _, _, count, oldest, _ = await pipe.execute()
     if count > per_minute:
+        await redis.zrem(key, member)  # a refused attempt does not use up the budget
+        retry_after = oldest[0][1] + WINDOW_SECONDS - now if oldest else WINDOW_SECONDS
         raise RateLimited(
             f"At most {per_minute} manual checks per minute; try again shortly.",
-            retry_after_seconds=60 - int(time.time()) % 60,
+            retry_after_seconds=math.ceil(retry_after),
         )
 
 
