@@ -8,6 +8,7 @@ worker's, as the service role.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,11 +55,11 @@ SELECT cr.integration_id, cr.key_id, cr.ciphertext
   JOIN integration_credentials cr ON cr.integration_id = c.id AND cr.org_id = c.org_id
  WHERE c.org_id = $1 AND c.integration_type = $2
 """
-_LOAD_ORG = """
-SELECT c.integration_type, cr.integration_id, cr.key_id, cr.ciphertext
+_LOAD_ORGS = """
+SELECT c.org_id, c.integration_type, cr.integration_id, cr.key_id, cr.ciphertext
   FROM integration_config c
   JOIN integration_credentials cr ON cr.integration_id = c.id AND cr.org_id = c.org_id
- WHERE c.org_id = $1
+ WHERE c.org_id = ANY($1::uuid[])
 """
 _INFO = """
 SELECT integration_id, org_id, expires_at, updated_at
@@ -144,22 +145,31 @@ async def load(
 async def load_org(
     conn: asyncpg.Connection, vault: Vault, org_id: UUID
 ) -> dict[str, Secret | VaultError]:
-    """Every stored credential of the org in one query, by integration type (service role).
+    """Every stored credential of the org in one query, by integration type (service role)."""
+    return (await load_orgs(conn, vault, [org_id])).get(org_id, {})
+
+
+async def load_orgs(
+    conn: asyncpg.Connection, vault: Vault, org_ids: Sequence[UUID]
+) -> dict[UUID, dict[str, Secret | VaultError]]:
+    """Every stored credential of these orgs in one query, by org and integration type
+    (service role).
 
     A row that cannot be decrypted maps to its `VaultError`, so one bad row spoils only
     its own integration's check.
     """
-    found: dict[str, Secret | VaultError] = {}
-    for row in await conn.fetch(_LOAD_ORG, org_id):
+    found: dict[UUID, dict[str, Secret | VaultError]] = {org: {} for org in org_ids}
+    for row in await conn.fetch(_LOAD_ORGS, list(org_ids)):
         integration_id: UUID = row["integration_id"]
         try:
-            found[row["integration_type"]] = vault.decrypt(
+            secret: Secret | VaultError = vault.decrypt(
                 Sealed(row["key_id"], row["ciphertext"]),
                 aad=credentials_aad(integration_id),
                 what=_what(integration_id),
             )
         except VaultError as exc:
-            found[row["integration_type"]] = exc
+            secret = exc
+        found[row["org_id"]][row["integration_type"]] = secret
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,6 +47,10 @@ RETURNING {_COLUMNS}
 """
 _LIST_FOR_ORG = (
     f"SELECT {_COLUMNS} FROM integration_config WHERE org_id = $1 ORDER BY integration_type"
+)
+_LIST_FOR_ORGS = (
+    f"SELECT {_COLUMNS} FROM integration_config WHERE org_id = ANY($1::uuid[])"
+    " ORDER BY org_id, integration_type"
 )
 _GET = f"SELECT {_COLUMNS} FROM integration_config WHERE org_id = $1 AND integration_type = $2"
 
@@ -116,6 +121,17 @@ async def remove(conn: asyncpg.Connection, org_id: UUID, integration_type: str) 
 
 async def list_for_org(conn: asyncpg.Connection, org_id: UUID) -> list[Integration]:
     return [Integration.from_row(r) for r in await conn.fetch(_LIST_FOR_ORG, org_id)]
+
+
+async def list_for_orgs(
+    conn: asyncpg.Connection, org_ids: Sequence[UUID]
+) -> dict[UUID, list[Integration]]:
+    """Several orgs' integrations in one query (the worker's batched runs)."""
+    found: dict[UUID, list[Integration]] = {org: [] for org in org_ids}
+    for row in await conn.fetch(_LIST_FOR_ORGS, list(org_ids)):
+        integration = Integration.from_row(row)
+        found[integration.org_id].append(integration)
+    return found
 
 
 async def get(conn: asyncpg.Connection, org_id: UUID, integration_type: str) -> Integration | None:

@@ -16,6 +16,16 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset query (one round trip per release).
+
+    Every unit of work here keeps its state in a transaction (`SET LOCAL` through
+    `set_config(..., true)`), never takes session advisory locks, LISTENs or leaves
+    cursors open, so there is nothing session-level to reset; an open transaction is
+    still rolled back by the pool before this is called.
+    """
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -29,6 +39,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
+        reset=_keep_session,
         command_timeout=command_timeout,
         server_settings={"application_name": application_name, "timezone": "UTC"},
     )

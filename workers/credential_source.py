@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 import asyncpg
@@ -81,7 +82,9 @@ class OrgCredentials:
         self._found[integration_type] = Secret(payload)
 
 
-async def for_org(
-    source: VaultCredentialSource, conn: asyncpg.Connection, org_id: UUID
-) -> OrgCredentials:
-    return OrgCredentials(source, await credentials.load_org(conn, source.vault, org_id))
+async def for_orgs(
+    source: VaultCredentialSource, conn: asyncpg.Connection, org_ids: Sequence[UUID]
+) -> dict[UUID, OrgCredentials]:
+    """Each org's credentials for a run, all read in one query."""
+    found = await credentials.load_orgs(conn, source.vault, org_ids)
+    return {org: OrgCredentials(source, found[org]) for org in org_ids}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from workers.alerting import jobs as alerting
 from workers.checks.context import CheckContext, TokenCache
 from workers.credential_source import VaultCredentialSource
 from workers.delivery import jobs as delivery
+from workers.http_transport import AiohttpTransport, no_cookies
 from workers.runner import Runner
 
 USER_AGENT = "integration-health-monitor/0.1 (+health check)"
@@ -55,13 +57,15 @@ def queue_client(url: str) -> ArqRedis:
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:
-    """One client per worker: keep-alive to providers, bounded connections."""
+    """One client per worker: keep-alive to providers, bounded connections, no cookies
+    (see workers.http_transport)."""
     timeout = settings.check_timeout_seconds
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     return httpx.AsyncClient(
+        transport=AiohttpTransport(limits),
         timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
-        # httpcore scans its whole pool on every request: a smaller pool is cheaper.
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         headers={"User-Agent": USER_AGENT},
+        cookies=no_cookies(),
         follow_redirects=False,
     )
 
@@ -98,6 +102,7 @@ def build_worker(settings: Settings, *, scheduler_tick: bool = True, **overrides
     options: dict[str, Any] = {
         "functions": [
             jobs.check_org,
+            scheduler.check_scheduled_orgs,
             scheduler.check_scheduled,
             # Waiters poll for the result; keep it only briefly so that a later runCheck
             # (after the cooldown) starts a new check instead of joining this finished one.
@@ -121,7 +126,7 @@ def build_worker(settings: Settings, *, scheduler_tick: bool = True, **overrides
         # A check job ends within the check timeout (its quick retry included) plus the
         # write; a worker that dies mid-job is replaced after this plus arq's 10 s margin.
         "job_timeout": settings.check_timeout_seconds + 5,
-        "max_jobs": 200,
+        "max_jobs": 32,
     }
     options.update(overrides)
     return Worker(**options)
@@ -131,4 +136,7 @@ def run(settings: Settings) -> None:
     # uvloop (already installed with uvicorn[standard]) for the worker's event loop too:
     # a worker spends its time in socket I/O to providers, Postgres and Redis.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # httpx logs every provider request at INFO (hundreds of lines a second at full
+    # speed); each check's outcome is stored with its error instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     build_worker(settings).run()

@@ -27,13 +27,15 @@ from workers.checks.config import InvalidConfig, parse_config
 from workers.checks.context import CheckContext
 from workers.checks.guidance import Provider
 from workers.checks.result import HealthError, HealthResult, Status
-from workers.credential_source import VaultCredentialSource, for_org
+from workers.credential_source import VaultCredentialSource, for_orgs
 from workers.scheduling import slot_key
 
 log = structlog.get_logger(__name__)
 
 QUICK_RETRY_DELAY_SECONDS = 0.25
 
+# Runs in a run's write transaction with the orgs of the run.
+Also = Callable[[asyncpg.Connection, list[UUID]], Awaitable[None]]
 OnRecorded = Callable[[asyncpg.Connection, Sequence[StatusRow], datetime], Awaitable[list[Any]]]
 
 
@@ -154,6 +156,27 @@ def _record(
     )
 
 
+@dataclass(frozen=True)
+class OrgRun:
+    """One org's part of a batched run.
+
+    `slots` (scheduled runs): the integration types to check and each one's scheduled
+    slot; a slot's result is written once, however often its job runs. Otherwise
+    `types` names the integrations to check (None: every enabled one).
+    """
+
+    org_id: UUID
+    types: Collection[str] | None = None
+    slots: dict[str, datetime] | None = None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    run: OrgRun
+    integration: integrations.Integration
+    checks: CheckContext
+
+
 async def run_health_checks(
     runner: Runner,
     org_id: UUID,
@@ -163,84 +186,170 @@ async def run_health_checks(
     scheduled_for: datetime | None = None,
     idempotency_key: str | None = None,
     slots: dict[str, datetime] | None = None,
+    also: Also | None = None,
 ) -> list[Outcome]:
-    """Check the org's enabled integrations (or the named ones); store and publish.
+    """Check one org's enabled integrations (or the named ones); store and publish."""
+    outcomes = await run_checks(
+        runner,
+        [OrgRun(org_id, integration_types_filter, slots)],
+        trigger=trigger,
+        scheduled_for=scheduled_for,
+        idempotency_key=idempotency_key,
+        also=also,
+    )
+    return outcomes[org_id]
 
-    `slots` (scheduled runs): the integration types to check and each one's scheduled
-    slot. A slot's result is written once, however often its job runs.
+
+async def run_checks(
+    runner: Runner,
+    runs: Sequence[OrgRun],
+    *,
+    trigger: str = "scheduled",
+    scheduled_for: datetime | None = None,
+    idempotency_key: str | None = None,
+    also: Also | None = None,
+) -> dict[UUID, list[Outcome]]:
+    """Check several orgs' integrations at once; store and publish; outcomes by org.
+
+    One read of the orgs' integrations and credentials, every check concurrently, one
+    write transaction (results, alerts, notifications and `also`), one publish. A
+    write that fails is retried org by org, so one org's failure cannot hold back the
+    others' results.
     """
-    if slots is not None:
-        integration_types_filter = set(slots)
     started_at = runner.checks.clock()
-    checks = runner.checks
-    async with runner.pool.acquire() as conn:
-        configured = await integrations.list_for_org(conn, org_id)
-        if not runner.display_names:  # the catalogue changes only with a migration
-            types = await integration_types.list_all(conn)
-            runner.display_names.update({t.key: t.display_name for t in types})
-        if isinstance(checks.credentials, VaultCredentialSource):
-            # The org's credentials in one query instead of one per adapter.
-            checks = replace(checks, credentials=await for_org(checks.credentials, conn, org_id))
+    planned = await _plan(runner, runs, trigger)
+    outcomes: dict[UUID, list[Outcome]] = {run.org_id: [] for run in runs}
+    if not planned:
+        return outcomes
     names = runner.display_names
-    chosen = [
-        i
-        for i in configured
-        if i.enabled
-        and (integration_types_filter is None or i.integration_type in integration_types_filter)
-        and (trigger != "scheduled" or i.monitoring_mode == "ACTIVE")
-    ]
-    if not chosen:
-        return []
-
     results = await asyncio.gather(
-        *(_run_one(runner, checks, org_id, i, names[i.integration_type]) for i in chosen)
+        *(
+            _run_one(
+                runner, p.checks, p.run.org_id, p.integration, names[p.integration.integration_type]
+            )
+            for p in planned
+        )
     )
     records = [
         _record(
-            org_id,
-            i.integration_type,
+            p.run.org_id,
+            p.integration.integration_type,
             r,
             trigger,
-            slots[i.integration_type] if slots else scheduled_for,
+            p.run.slots[p.integration.integration_type] if p.run.slots else scheduled_for,
             started_at,
-            slot_key(i.id, slots[i.integration_type]) if slots else idempotency_key,
+            slot_key(p.integration.id, p.run.slots[p.integration.integration_type])
+            if p.run.slots
+            else idempotency_key,
         )
-        for i, r in zip(chosen, results, strict=True)
+        for p, r in zip(planned, results, strict=True)
     ]
-    async with as_service(runner.pool) as conn:
-        if slots:
-            fresh = await schedule.claim_slots(
-                conn, [(i.id, slots[i.integration_type], org_id) for i in chosen]
-            )
-            written = {i.integration_type for i in chosen if i.id in fresh}
-            records = [r for r in records if r.integration_type in written]
-        rows = await health.record_results(conn, records)
-        # Alerts and their notifications are written in this same transaction (an
-        # outbox): a crash after commit loses none, a crash before commit loses both.
-        changed_alerts = await runner.on_recorded(conn, rows, runner.checks.clock())
-
-    by_type = {row.integration_type: row for row in rows}
-    outcomes: list[Outcome] = []
-    for integration, result in zip(chosen, results, strict=True):
-        row = by_type.get(integration.integration_type)
-        event = (
-            events.status_event(row, integration, names[integration.integration_type])
-            if row
-            else None
-        )
-        outcomes.append(Outcome(integration.integration_type, result, row, event))
-    await _publish([o.event for o in outcomes if o.event], org_id, runner.redis)
-    await _publish_alerts(changed_alerts, org_id, runner.redis)
+    rows, changed_alerts = await _write(runner, planned, records, also)
+    by_key = {(row.org_id, row.integration_type): row for row in rows}
+    for p, result in zip(planned, results, strict=True):
+        kind = p.integration.integration_type
+        row = by_key.get((p.run.org_id, kind))
+        event = events.status_event(row, p.integration, names[kind]) if row else None
+        outcomes[p.run.org_id].append(Outcome(kind, result, row, event))
+    await _publish([o.event for found in outcomes.values() for o in found if o.event], runner.redis)
+    await _publish_alerts(changed_alerts, runner.redis)
     return outcomes
 
 
-async def _publish_alerts(alerts: Sequence[Any], org_id: UUID, redis: Redis | None) -> None:
+async def _plan(runner: Runner, runs: Sequence[OrgRun], trigger: str) -> list[_Planned]:
+    """The integrations to check, each with its org's credentials (read once)."""
+    org_ids = [run.org_id for run in runs]
+    credentials: dict[UUID, Any] = {}
+    async with runner.pool.acquire() as conn:
+        configured = await integrations.list_for_orgs(conn, org_ids)
+        if not runner.display_names:  # the catalogue changes only with a migration
+            types = await integration_types.list_all(conn)
+            runner.display_names.update({t.key: t.display_name for t in types})
+        source = runner.checks.credentials
+        if isinstance(source, VaultCredentialSource):
+            # Every org's credentials in one query instead of one per adapter.
+            credentials = await for_orgs(source, conn, org_ids)
+    planned: list[_Planned] = []
+    for run in runs:
+        wanted = set(run.slots) if run.slots is not None else run.types
+        checks = runner.checks
+        if run.org_id in credentials:
+            checks = replace(checks, credentials=credentials[run.org_id])
+        planned.extend(
+            _Planned(run, i, checks)
+            for i in configured[run.org_id]
+            if i.enabled
+            and (wanted is None or i.integration_type in wanted)
+            and (trigger != "scheduled" or i.monitoring_mode == "ACTIVE")
+        )
+    return planned
+
+
+async def _write(
+    runner: Runner, planned: Sequence[_Planned], records: Sequence[CheckRecord], also: Also | None
+) -> tuple[list[StatusRow], list[Any]]:
+    try:
+        return await _write_once(runner, planned, records, also)
+    except Exception as exc:
+        orgs = len({p.run.org_id for p in planned})
+        if orgs < 2:
+            raise
+        log.error("batched_write_failed", orgs=orgs, error=type(exc).__name__, at=_where(exc))
+    rows: list[StatusRow] = []
+    changed: list[Any] = []
+    failure: Exception | None = None
+    for org_id in dict.fromkeys(p.run.org_id for p in planned):
+        mine = [i for i, p in enumerate(planned) if p.run.org_id == org_id]
+        try:
+            org_rows, org_changed = await _write_once(
+                runner, [planned[i] for i in mine], [records[i] for i in mine], also
+            )
+        except Exception as exc:
+            log.error("org_write_failed", org_id=str(org_id), error=type(exc).__name__)
+            failure = failure or exc
+            continue
+        rows.extend(org_rows)
+        changed.extend(org_changed)
+    if failure is not None:
+        raise failure  # the job is retried; what was written is not written again
+    return rows, changed
+
+
+async def _write_once(
+    runner: Runner, planned: Sequence[_Planned], records: Sequence[CheckRecord], also: Also | None
+) -> tuple[list[StatusRow], list[Any]]:
+    """One transaction: slots claimed, results, alerts and notifications (an outbox: a
+    crash after commit loses none, a crash before commit loses all), then `also`."""
+    async with as_service(runner.pool) as conn:
+        scheduled = [p for p in planned if p.run.slots]
+        if scheduled:
+            fresh = await schedule.claim_slots(
+                conn,
+                [
+                    (p.integration.id, p.run.slots[p.integration.integration_type], p.run.org_id)
+                    for p in scheduled
+                    if p.run.slots
+                ],
+            )
+            records = [
+                r
+                for p, r in zip(planned, records, strict=True)
+                if not p.run.slots or p.integration.id in fresh
+            ]
+        rows = await health.record_results(conn, records)
+        changed_alerts = await runner.on_recorded(conn, rows, runner.checks.clock())
+        if also is not None:
+            await also(conn, sorted({p.run.org_id for p in planned}))
+    return rows, changed_alerts
+
+
+async def _publish_alerts(alerts: Sequence[Any], redis: Redis | None) -> None:
     if redis is None or not alerts:
         return
     try:
         await events.publish_alert_events(redis, alerts)
     except Exception as exc:
-        log.warning("alert_events_not_published", org_id=str(org_id), error=type(exc).__name__)
+        log.warning("alert_events_not_published", count=len(alerts), error=type(exc).__name__)
 
 
 async def _no_alerting(
@@ -249,11 +358,13 @@ async def _no_alerting(
     return []
 
 
-async def _publish(status_events: list[dict[str, Any]], org_id: UUID, redis: Redis | None) -> None:
+async def _publish(status_events: list[dict[str, Any]], redis: Redis | None) -> None:
     """After commit. A lost event is a late dashboard, never a lost result: log, go on."""
     if redis is None:
         return
     try:
         await events.publish_status_events(redis, status_events)
     except Exception as exc:
-        log.warning("status_events_not_published", org_id=str(org_id), error=type(exc).__name__)
+        log.warning(
+            "status_events_not_published", count=len(status_events), error=type(exc).__name__
+        )

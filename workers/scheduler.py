@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import structlog
 from arq import cron
 from arq.connections import ArqRedis
@@ -25,7 +26,7 @@ from arq.cron import CronJob
 
 from db import alerts, schedule
 from db.scope import as_service
-from workers.runner import Runner, run_health_checks
+from workers.runner import OrgRun, Runner, run_checks
 from workers.scheduling import Due, decide, drifted, slot_key
 
 log = structlog.get_logger(__name__)
@@ -33,15 +34,43 @@ log = structlog.get_logger(__name__)
 BATCH = 500
 
 _FIRING_DRIFT = """
-SELECT integration_type FROM health_check_alerts
- WHERE org_id = $1 AND kind = 'SCHEDULER_DRIFT' AND state = 'FIRING'
+SELECT org_id, integration_type FROM health_check_alerts
+ WHERE org_id = ANY($1::uuid[]) AND kind = 'SCHEDULER_DRIFT' AND state = 'FIRING'
 """
 TICK_BUDGET_SECONDS = 10.0
 
 
-def scheduled_job_id(org_id: UUID, slots: dict[str, datetime], ids: dict[str, UUID]) -> str:
-    keys = sorted(slot_key(ids[kind], slot) for kind, slot in slots.items())
-    return f"sched:{org_id}:{hashlib.sha256('|'.join(keys).encode()).hexdigest()[:32]}"
+# Checks per job: several orgs share a job (an org is never split), since the queue's
+# fixed cost per job is several times a check's own. Jobs run their checks concurrently.
+CHECKS_PER_JOB = 24
+
+Slots = dict[UUID, dict[str, datetime]]
+
+
+def pack(per_org: Slots, size: int) -> list[Slots]:
+    """Orgs' due slots in groups of about `size` checks (an org stays whole), in order."""
+    groups: list[Slots] = []
+    current: Slots = {}
+    count = 0
+    for org_id, slots in per_org.items():
+        if current and count + len(slots) > size:
+            groups.append(current)
+            current, count = {}, 0
+        current[org_id] = slots
+        count += len(slots)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def scheduled_job_id(group: Slots, ids: dict[UUID, dict[str, UUID]]) -> str:
+    """Derived from the (integration, slot) keys: the same slots always make the same id."""
+    keys = sorted(
+        slot_key(ids[org_id][kind], slot)
+        for org_id, slots in group.items()
+        for kind, slot in slots.items()
+    )
+    return f"sched:{hashlib.sha256('|'.join(keys).encode()).hexdigest()[:40]}"
 
 
 async def schedule_due(ctx: dict[str, Any], *, now: datetime | None = None) -> dict[str, int]:
@@ -81,15 +110,17 @@ async def schedule_due(ctx: dict[str, Any], *, now: datetime | None = None) -> d
                 next_ids.append(row.integration_id)
                 next_times.append(decision.next_check_at)
             # Enqueue before committing the new slots: see the module docstring.
-            for org_id, slots in per_org.items():
+            for group in pack(per_org, CHECKS_PER_JOB):
                 await queue.enqueue_job(
-                    "check_scheduled",
-                    str(org_id),
-                    {kind: slot.isoformat() for kind, slot in slots.items()},
-                    _job_id=scheduled_job_id(org_id, slots, ids[org_id]),
+                    "check_scheduled_orgs",
+                    {
+                        str(org_id): {kind: slot.isoformat() for kind, slot in slots.items()}
+                        for org_id, slots in group.items()
+                    },
+                    _job_id=scheduled_job_id(group, ids),
                 )
                 totals["jobs"] += 1
-                totals["enqueued_checks"] += len(slots)
+                totals["enqueued_checks"] += sum(len(slots) for slots in group.values())
             await schedule.reschedule(conn, next_ids, next_times)
             await schedule.go_passive(conn, passive_ids, passive_until)
             totals["passive"] += len(passive_ids)
@@ -100,55 +131,80 @@ async def schedule_due(ctx: dict[str, Any], *, now: datetime | None = None) -> d
     return totals
 
 
-async def check_scheduled(
-    ctx: dict[str, Any], org_id: str, slots: dict[str, str]
+async def check_scheduled_orgs(
+    ctx: dict[str, Any], groups: dict[str, dict[str, str]]
 ) -> list[dict[str, Any]]:
-    """The checks of one org's due integrations, each for its scheduled slot."""
+    """The due checks of several orgs, each for its scheduled slot, in one run."""
     runner: Runner = ctx["runner"]
-    org = UUID(org_id)
-    parsed = {kind: datetime.fromisoformat(at) for kind, at in slots.items()}
+    slots = {
+        UUID(org_id): {kind: datetime.fromisoformat(at) for kind, at in org_slots.items()}
+        for org_id, org_slots in groups.items()
+    }
     started_at = runner.checks.clock()
-    outcomes = await run_health_checks(runner, org, slots=parsed, trigger="scheduled")
-    await _record_drift(runner, org, parsed, started_at)
+
+    async def record_drift(conn: asyncpg.Connection, orgs: list[UUID]) -> None:
+        await _record_drift(conn, slots, started_at)
+
+    outcomes = await run_checks(
+        runner,
+        [OrgRun(org_id, slots=org_slots) for org_id, org_slots in slots.items()],
+        trigger="scheduled",
+        also=record_drift,
+    )
     return [
         {
+            "orgId": str(org_id),
             "integrationType": o.integration_type,
             "status": o.result.status.value,
             "stored": o.status is not None,
         }
-        for o in outcomes
+        for org_id, found in outcomes.items()
+        for o in found
     ]
 
 
-async def _record_drift(
-    runner: Runner, org: UUID, slots: dict[str, datetime], started_at: datetime
-) -> None:
-    """SCHEDULER_DRIFT (for global admins) while checks start more than 5 minutes late."""
-    late = {k for k, slot in slots.items() if drifted(slot, started_at)}
-    async with as_service(runner.pool) as conn:
-        for kind in sorted(late):
-            minutes = (started_at - slots[kind]).total_seconds() / 60
-            await alerts.open_or_repeat(
-                conn,
-                org_id=org,
-                integration_type=kind,
-                kind="SCHEDULER_DRIFT",
-                severity="WARNING",
-                category=None,
-                title="Health checks are running late",
-                message=f"The scheduled check started {minutes:.0f} minutes after its slot.",
-                guidance="The monitor's workers are behind: add workers or check their health "
-                "(queue length, Redis, Postgres).",
-                fingerprint="drift",
-                now=started_at,
-            )
-        firing = {r["integration_type"] for r in await conn.fetch(_FIRING_DRIFT, org)}
-        for kind in sorted(firing & (set(slots) - late)):
-            await alerts.resolve(
-                conn, org_id=org, integration_type=kind, kinds=["SCHEDULER_DRIFT"], now=started_at
-            )
+async def check_scheduled(
+    ctx: dict[str, Any], org_id: str, slots: dict[str, str]
+) -> list[dict[str, Any]]:
+    """One org's due checks (the job of earlier versions, still queued after an upgrade)."""
+    return await check_scheduled_orgs(ctx, {org_id: slots})
+
+
+async def _record_drift(conn: asyncpg.Connection, slots: Slots, started_at: datetime) -> None:
+    """SCHEDULER_DRIFT (for global admins) while checks start more than 5 minutes late;
+    resolved by the first check on time."""
+    late = {
+        (org_id, kind)
+        for org_id, org_slots in slots.items()
+        for kind, slot in org_slots.items()
+        if drifted(slot, started_at)
+    }
+    for org_id, kind in sorted(late):
+        minutes = (started_at - slots[org_id][kind]).total_seconds() / 60
+        await alerts.open_or_repeat(
+            conn,
+            org_id=org_id,
+            integration_type=kind,
+            kind="SCHEDULER_DRIFT",
+            severity="WARNING",
+            category=None,
+            title="Health checks are running late",
+            message=f"The scheduled check started {minutes:.0f} minutes after its slot.",
+            guidance="The monitor's workers are behind: add workers or check their health "
+            "(queue length, Redis, Postgres).",
+            fingerprint="drift",
+            now=started_at,
+        )
+    firing = {
+        (r["org_id"], r["integration_type"]) for r in await conn.fetch(_FIRING_DRIFT, list(slots))
+    }
+    on_time = {(org_id, kind) for org_id, org_slots in slots.items() for kind in org_slots} - late
+    for org_id, kind in sorted(firing & on_time):
+        await alerts.resolve(
+            conn, org_id=org_id, integration_type=kind, kinds=["SCHEDULER_DRIFT"], now=started_at
+        )
     if late:
-        log.warning("scheduler_drift", org_id=str(org), late=sorted(late))
+        log.warning("scheduler_drift", late=len(late), orgs=len({org for org, _ in late}))
 
 
 def tick_cron(tick_seconds: float) -> CronJob:

@@ -25,7 +25,7 @@ from db.vault import Vault
 from tests.benchmarks.stack import TYPES, VAULT_KEY, cpu_seconds, local_stack, seed_orgs
 
 
-async def bench(integrations: int, workers: int, log_path: str | None) -> None:
+async def bench(integrations: int, workers: int, log_path: str | None, profile: str | None) -> None:
     log = open(log_path, "w") if log_path else None  # noqa: SIM115 - the workers write it
     async with local_stack() as stack:
         dsn = stack.dsn
@@ -51,10 +51,13 @@ async def bench(integrations: int, workers: int, log_path: str | None) -> None:
                 IHM_ENV="production",
                 IHM_SCHEDULER_TICK_SECONDS="5",
             )
-            for _ in range(workers):
+            for n in range(workers):
+                # --profile: each worker under cProfile, stats written when it stops.
+                runner = ["-m", "cProfile", "-o", f"{profile}.{n}"] if profile else ["-m"]
+                command = [sys.executable, *runner, *(["ihm.py"] if profile else ["ihm"])]
                 processes.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "ihm", "worker"],
+                        [*command, "worker"],
                         env=env,
                         stdout=subprocess.DEVNULL,
                         stderr=log or subprocess.DEVNULL,
@@ -103,8 +106,9 @@ def main() -> None:
     parser.add_argument("--integrations", type=int, default=10000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log", default=None, help="write the workers' logs to this file")
+    parser.add_argument("--profile", default=None, help="cProfile the workers into PREFIX.N")
     args = parser.parse_args()
-    asyncio.run(bench(args.integrations, args.workers, args.log))
+    asyncio.run(bench(args.integrations, args.workers, args.log, args.profile))
 
 
 if __name__ == "__main__":

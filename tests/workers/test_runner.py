@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -20,8 +21,8 @@ from db.vault import Vault
 from tests.factories import make_integration, make_org
 from workers import events
 from workers.checks.context import CheckContext
-from workers.credential_source import VaultCredentialSource, for_org
-from workers.runner import Runner, run_health_checks
+from workers.credential_source import VaultCredentialSource, for_orgs
+from workers.runner import OrgRun, Runner, run_checks, run_health_checks
 
 SLACK_TOKEN = "xoxb-super-secret-token-value"
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
@@ -346,17 +347,22 @@ async def test_credentials_sealed_with_a_retired_key_are_reported_not_crashed(
     assert [e["event"] for e in logs] == ["credentials_unreadable"]
 
 
-async def test_a_run_reads_the_orgs_credentials_with_one_query(
-    make_runner: Callable[..., Runner], org: UUID, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    reads = []
-    original = credentials.load_org
+def count_credential_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    reads: list[int] = []
+    original = credentials.load_orgs
 
     async def counting(*args: Any, **kwargs: Any) -> Any:
         reads.append(1)
         return await original(*args, **kwargs)
 
-    monkeypatch.setattr(credentials, "load_org", counting)
+    monkeypatch.setattr(credentials, "load_orgs", counting)
+    return reads
+
+
+async def test_a_run_reads_the_orgs_credentials_with_one_query(
+    make_runner: Callable[..., Runner], org: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = count_credential_reads(monkeypatch)
 
     outcomes = await run_health_checks(make_runner(), org)
 
@@ -369,7 +375,7 @@ async def test_credentials_saved_during_a_run_are_what_a_retry_reads(
 ) -> None:
     source = VaultCredentialSource(pool, vault)
     async with pool.acquire() as conn:
-        run_view = await for_org(source, conn, org)
+        run_view = (await for_orgs(source, conn, [org]))[org]
 
     before = await run_view.load(org, "slack")
     await run_view.save(org, "slack", {"botToken": "xoxb-refreshed"})
@@ -379,3 +385,63 @@ async def test_credentials_saved_during_a_run_are_what_a_retry_reads(
     assert before is not None and before["botToken"] == SLACK_TOKEN
     assert after is not None and after["botToken"] == "xoxb-refreshed"
     assert stored is not None and stored["botToken"] == "xoxb-refreshed"
+
+
+async def _org_with_slack(pool: asyncpg.Pool, vault: Vault, token: str) -> UUID:
+    async with as_service(pool) as conn:
+        org_id = await make_org(conn)
+        slack = await make_integration(
+            conn, org_id, "slack", config={"baseUrl": f"https://slack.test/{org_id.hex}/api"}
+        )
+        await credentials.store(
+            conn, vault, org_id=org_id, integration_id=slack.id, payload={"botToken": token}
+        )
+    return org_id
+
+
+async def test_a_batched_run_reads_once_and_each_org_uses_its_own_credentials(
+    pool: asyncpg.Pool,
+    vault: Vault,
+    make_runner: Callable[..., Runner],
+    providers: FakeProviders,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tokens = {
+        await _org_with_slack(pool, vault, f"xoxb-org-{n}"): f"xoxb-org-{n}" for n in range(3)
+    }
+    seen: dict[str, str] = {}
+
+    async def slack(request: httpx.Request) -> httpx.Response:
+        seen[request.url.path.split("/")[1]] = request.headers["Authorization"]
+        return await ok_slack(request)
+
+    providers.handlers["slack.test"] = slack
+    reads = count_credential_reads(monkeypatch)
+
+    outcomes = await run_checks(make_runner(), [OrgRun(org) for org in tokens], trigger="manual")
+
+    assert len(reads) == 1
+    assert {org: [o.result.status.value for o in found] for org, found in outcomes.items()} == {
+        org: ["healthy"] for org in tokens
+    }
+    assert seen == {org.hex: f"Bearer {token}" for org, token in tokens.items()}
+    stored = await pool.fetch("SELECT org_id, count(*) AS n FROM health_check_results GROUP BY 1")
+    assert {r["org_id"]: r["n"] for r in stored} == dict.fromkeys(tokens, 1)
+
+
+async def test_one_orgs_failing_write_does_not_hold_back_the_others(
+    pool: asyncpg.Pool, vault: Vault, make_runner: Callable[..., Runner]
+) -> None:
+    good, bad, other = [await _org_with_slack(pool, vault, "xoxb-t") for _ in range(3)]
+
+    async def alerting(conn: asyncpg.Connection, rows: Any, now: Any) -> list[Any]:
+        if any(r.org_id == bad for r in rows):
+            raise RuntimeError("alerting failed for one org")
+        return []
+
+    runner = replace(make_runner(), on_recorded=alerting)
+    with pytest.raises(RuntimeError):
+        await run_checks(runner, [OrgRun(good), OrgRun(bad), OrgRun(other)], trigger="manual")
+
+    stored = await pool.fetch("SELECT org_id, count(*) AS n FROM health_check_results GROUP BY 1")
+    assert {r["org_id"]: r["n"] for r in stored} == {good: 1, other: 1}

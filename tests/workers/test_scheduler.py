@@ -70,10 +70,11 @@ async def seed(pool: asyncpg.Pool, simulator_url: str, orgs: int) -> list[uuid.U
 async def queued_slots(queue: ArqRedis) -> Counter[tuple[str, str, str]]:
     counted: Counter[tuple[str, str, str]] = Counter()
     for job in await queue.queued_jobs():
-        if job.function == "check_scheduled":
-            org, slots = job.args
-            for kind, slot in slots.items():
-                counted[(org, kind, slot)] += 1
+        if job.function == "check_scheduled_orgs":
+            (groups,) = job.args
+            for org, slots in groups.items():
+                for kind, slot in slots.items():
+                    counted[(org, kind, slot)] += 1
     return counted
 
 
@@ -161,7 +162,7 @@ async def test_a_tick_that_fails_before_commit_reclaims_the_same_slot_without_a_
     assert retried["enqueued_checks"] == 3
     assert len(slots) == 3
     assert set(slots.values()) == {1}
-    assert len(await queue.queued_jobs()) == 3
+    assert len(await queue.queued_jobs()) == 1  # the three orgs share one job
 
 
 async def test_repeated_rate_limiting_switches_to_passive_and_back_after_the_cool_down(
@@ -365,3 +366,25 @@ async def test_a_worker_keeps_running_across_a_postgres_restart(
             await task
         await worker.close()
         await probe.close()
+
+
+@pytest.mark.parametrize(
+    ("sizes", "per_job", "expected"),
+    [
+        ([], 24, []),
+        ([6, 6, 6, 6], 24, [[6, 6, 6, 6]]),
+        ([6, 6, 6, 6, 1], 24, [[6, 6, 6, 6], [1]]),
+        ([1] * 5, 2, [[1, 1], [1, 1], [1]]),
+        ([6, 30, 2], 24, [[6], [30], [2]]),  # an org larger than a job stays whole
+    ],
+)
+def test_due_orgs_are_packed_into_jobs_without_splitting_an_org(
+    sizes: list[int], per_job: int, expected: list[list[int]]
+) -> None:
+    slot = datetime(2026, 1, 1, tzinfo=UTC)
+    per_org = {uuid.uuid4(): {f"t{n}": slot for n in range(size)} for size in sizes}
+
+    groups = scheduler.pack(per_org, per_job)
+
+    assert [[len(slots) for slots in group.values()] for group in groups] == expected
+    assert [org for group in groups for org in group] == list(per_org)

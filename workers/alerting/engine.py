@@ -120,8 +120,15 @@ async def _send(conn: asyncpg.Connection, org_id: UUID, message: Message, now: d
     )
 
 
+# integration type -> display name; the catalogue changes only with a migration.
+_DISPLAY_NAMES: dict[str, str] = {}
+
+
 async def display_names(conn: asyncpg.Connection) -> dict[str, str]:
-    return {t.key: t.display_name for t in await integration_types.list_all(conn)}
+    if not _DISPLAY_NAMES:
+        types = await integration_types.list_all(conn)
+        _DISPLAY_NAMES.update({t.key: t.display_name for t in types})
+    return _DISPLAY_NAMES
 
 
 def firing_item(alert: Alert, policy: Policy) -> Item:
@@ -203,8 +210,21 @@ async def process_status_rows(
         org_rows = sorted(by_org[org_id], key=lambda r: r.integration_type)
         types = [r.integration_type for r in org_rows]
         active = await alerts.active_for(conn, org_id, types)
+        org_rows = [
+            r
+            for r in org_rows
+            if not _nothing_to_do(
+                r, effective[(org_id, r.integration_type)], active[r.integration_type]
+            )
+        ]
+        if not org_rows:
+            continue
         history = await health.history_many(
-            conn, org_id, types, since=now - HISTORY_LOOKBACK, limit=HISTORY_ROWS
+            conn,
+            org_id,
+            [r.integration_type for r in org_rows],
+            since=now - HISTORY_LOOKBACK,
+            limit=HISTORY_ROWS,
         )
         for row in org_rows:
             await _apply(
@@ -223,6 +243,31 @@ async def process_status_rows(
             )
 
 
+def _assess(row: StatusRow, rule: EffectiveRule) -> rules.Assessment:
+    return rules.assess(
+        status=row.status,
+        category=row.error_category,
+        latency_ms=row.latency_ms,
+        consecutive_failures=row.consecutive_failures,
+        failure_threshold=rule.failure_threshold,
+        degraded_latency_ms=rule.degraded_latency_ms,
+    )
+
+
+def _nothing_to_do(row: StatusRow, rule: EffectiveRule, active: Sequence[Alert]) -> bool:
+    """The common case, decided without reading the history: nothing fires for the
+    integration, its status did not change and the check shows no problem.
+
+    Then no plan can come out of `_apply`: nothing can recover or be superseded, no
+    problem opens, and flapping cannot start, because the number of changes in the
+    window can only have fallen since the previous check (which saw the same changes
+    and would have opened it).
+    """
+    if active or row.flipped:
+        return False
+    return _assess(row, rule).verdict is not rules.Verdict.PROBLEM
+
+
 async def _apply(
     conn: asyncpg.Connection,
     row: StatusRow,
@@ -237,14 +282,7 @@ async def _apply(
     policy = policy_of(rule)
     firing = frozenset((a.kind, a.fingerprint) for a in active)
     changes = rules.status_changes(history, now - rules.FLAP_WINDOW)
-    assessment = rules.assess(
-        status=row.status,
-        category=row.error_category,
-        latency_ms=row.latency_ms,
-        consecutive_failures=row.consecutive_failures,
-        failure_threshold=rule.failure_threshold,
-        degraded_latency_ms=rule.degraded_latency_ms,
-    )
+    assessment = _assess(row, rule)
     plan = rules.plan_health_alerts(
         assessment,
         firing=firing,
