@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from schema.errors import ErrorPolicy, contract_errors, log_internal
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.shared_events import SharedEventExecutionContext
 from schema.subscription import Subscription
 
 MAX_DEPTH = 12
@@ -75,6 +76,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,  # type: ignore[arg-type]
+        execution_context_class=SharedEventExecutionContext,
         # Without introspection, "Did you mean …?" would still spell the schema out.
         config=StrawberryConfig(auto_camel_case=True, disable_field_suggestions=not introspection),
     )

@@ -22,6 +22,7 @@ from resolvers.access import GLOBAL, READ, require, target_org
 from resolvers.errors import Unauthenticated
 from schema.context import Info
 from schema.inputs import opt
+from schema.shared_events import shared
 from schema.types.alerts import Alert
 from schema.types.health import StatusChange
 from workers.events import ALL_ORGS_CHANNEL, alert_channel, org_channel
@@ -38,9 +39,11 @@ async def _events(info: Info, channel: str) -> AsyncGenerator[dict[str, Any], No
             if remaining <= 0:
                 raise Unauthenticated(EXPIRED)
             try:
-                event = await asyncio.wait_for(anext(events), remaining)
+                # asyncio.timeout, not wait_for: no task per event and subscriber.
+                async with asyncio.timeout(remaining):
+                    event = await anext(events)
             except TimeoutError:
-                # wait_for cancelled the pending read, which ends `events`: stop here.
+                # The timeout cancelled the pending read, which ends `events`: stop here.
                 raise Unauthenticated(EXPIRED) from None
             yield event
 
@@ -54,13 +57,13 @@ async def _status_changes(
                 continue
             if not include_unchanged and not event.get("changed"):
                 continue
-            yield StatusChange.from_event(event)
+            yield shared(event, StatusChange.from_event)
 
 
 async def _alert_changes(info: Info, channel: str) -> AsyncGenerator[Alert, None]:
     async with aclosing(_events(info, channel)) as events:
         async for event in events:
-            yield Alert.from_event(event)
+            yield shared(event, Alert.from_event)
 
 
 @strawberry.type

@@ -19,9 +19,11 @@ import httpx
 import pytest
 import uvicorn
 from arq.connections import ArqRedis
+from graphql import OperationType
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from db import alerts
 from db.pool import create_pool
@@ -297,6 +299,47 @@ async def test_include_unchanged_and_integration_type_filter_what_arrives(
         assert (await socket.data(flips))["statusChanged"]["integrationType"] == "slack"
         repeat = (await socket.data(every_http))["statusChanged"]
         assert (repeat["integrationType"], repeat["status"]) == ("http", "UNREACHABLE")
+
+
+async def test_identical_subscriptions_share_one_execution_per_event(
+    stack: Live, org_a: UUID, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executions: list[str] = []
+    original = StrawberryGraphQLCoreExecutionContext.execute_operation
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.operation.operation is OperationType.SUBSCRIPTION:
+            executions.append(self.context_value.principal.role)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_operation", counting)
+    # given two members and a coordinator with the same subscription, and a member
+    # with a different selection
+    await stack.configure(org_a, "http", key)
+    smaller = "subscription { statusChanged { integrationType status } }"
+    async with (
+        stack.socket(token("member", org_a, sub="ann")) as ann,
+        stack.socket(token("member", org_a, sub="bob")) as bob,
+        stack.socket(token("coordinator", org_a)) as coordinator,
+    ):
+        ops = [
+            (ann, await ann.subscribe(STATUS_CHANGED)),
+            (bob, await bob.subscribe(STATUS_CHANGED)),
+            (coordinator, await coordinator.subscribe(STATUS_CHANGED)),
+            (ann, await ann.subscribe(smaller)),
+        ]
+        await stack.subscribed(org_channel(org_a), streams=4)
+
+        # when a check changes the status
+        await stack.check(org_a)
+
+        # then everyone hears of it
+        events = [(await socket.data(op))["statusChanged"] for socket, op in ops]
+    assert [e["status"] for e in events] == ["HEALTHY"] * 4
+    assert events[0] == events[1] == events[2]
+    assert events[3] == {"integrationType": "http", "status": "HEALTHY"}
+    # and the selection ran once per distinct (document, variables, role, org)
+    assert sorted(executions) == ["coordinator", "member", "member"]
 
 
 # -- authorization --------------------------------------------------------------
