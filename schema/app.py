@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
+from uuid import UUID
 
 import httpx
 from redis.asyncio import Redis
@@ -20,11 +23,21 @@ from schema.context import Services
 from schema.graphql_view import GraphQLView
 from schema.limits import BodySizeLimit
 from schema.metrics import RequestMetrics
+from schema.response_cache import ResponseCache
 from schema.root import build_schema
 from settings import Settings, load_settings
+from workers.events import ALL_ORGS_CHANNEL
 from workers.main import queue_client
 
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
+
+
+async def invalidate_on_status_events(broadcast: StatusBroadcast, cache: ResponseCache) -> None:
+    """Every check publishes a status event: its org's cached health reads are void."""
+    async with aclosing(broadcast.events(ALL_ORGS_CHANNEL, counted=False)) as events:
+        async for event in events:
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                cache.org_changed(UUID(event["orgId"]))
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -65,9 +78,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         view.services = services
         app.state.services = services
         app.state.pool, app.state.redis = pool, redis  # readiness probes
+        invalidation = asyncio.create_task(
+            invalidate_on_status_events(broadcast, view.cache), name="query-cache-invalidation"
+        )
         try:
             yield
         finally:
+            invalidation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await invalidation
             await services.http.aclose()
             await broadcast.stop()
             await queue.aclose()

@@ -182,18 +182,24 @@ class StatusBroadcast:
                         queue.get_nowait()  # drop the oldest: a live view wants the latest
                     queue.put_nowait(payload)
 
-    async def events(self, channel: str) -> AsyncGenerator[dict[str, Any], None]:
-        """Every event published on `channel` from now on, until the caller stops."""
+    async def events(
+        self, channel: str, *, counted: bool = True
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Every event published on `channel` from now on, until the caller stops.
+        `counted=False`: the API's own listener, not a client's subscription."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         async with self._lock:
             self._queues.setdefault(channel, set()).add(queue)
             self._start_pump(channel)
-        SUBSCRIBERS.inc()
+        gauge = SUBSCRIBERS if counted else None
+        if gauge is not None:
+            gauge.inc()
         try:
             while True:
                 yield await queue.get()
         finally:
-            SUBSCRIBERS.dec()
+            if gauge is not None:
+                gauge.dec()
             async with self._lock:
                 listeners = self._queues.get(channel, set())
                 listeners.discard(queue)

@@ -12,11 +12,14 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 from strawberry.http.exceptions import NonJsonMessageReceived
 from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 
 from resolvers.errors import ApiError, Unauthenticated
 from schema.context import Context, Services
+from schema.response_cache import ResponseCache
 
 # The contract's codes for the HTTP errors Strawberry raises before GraphQL runs.
 _HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT"}
@@ -57,6 +60,44 @@ class GraphQLView(GraphQL):
     def __init__(self, services: Services, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.services = services
+        self.cache = ResponseCache()
+
+    async def execute_single(  # type: ignore[override]
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: Context,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Health reads through the response cache (schema/response_cache.py)."""
+        query, name = request_data.query, request_data.operation_name
+        kind = self.cache.kind(query, name)
+        key = (
+            self.cache.key(context.principal_, query, name, request_data.variables)
+            if kind == "cacheable" and query
+            else None
+        )
+        if key is not None:
+            found: ExecutionResult | None = self.cache.get(key)
+            if found is not None:
+                sub_response.headers["X-IHM-Cache"] = "hit"
+                return found
+            started = self.cache.start(key)
+        result: ExecutionResult = await super().execute_single(
+            request=request,
+            request_adapter=request_adapter,
+            sub_response=sub_response,
+            context=context,  # type: ignore[arg-type]
+            root_value=root_value,
+            request_data=request_data,
+        )
+        if kind == "mutation":
+            self.cache.clear()
+        elif key is not None and not result.errors:
+            self.cache.put(started, result)
+        return result
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

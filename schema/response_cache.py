@@ -1,0 +1,147 @@
+"""A short-lived cache of health reads, for dashboards that poll.
+
+A wall of dashboards asks `orgHealth` for the same org again and again; the answer
+changes only when a check lands (every check publishes a status event), when an
+alert moves or when someone changes the configuration. Executing the same
+3,000-field selection for each poll cost some 35 ms of CPU per request.
+
+Only queries whose root fields are all in `CACHEABLE_ROOTS` are kept, keyed by the
+exact document, operation and variables and by the caller's role and org (what the
+selection may read depends on nothing else; global admins are never cached). An
+entry is used only while
+- its org's generation has not moved: a status or alert event for the org, or any
+  mutation through this process, moves it (this process's mutations clear all);
+- it is younger than `TTL_SECONDS`, the bound on what no event announces (another
+  API process's mutation, a trend window sliding).
+Each hit is still authenticated first: the token is verified on every request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
+from prometheus_client import Counter
+
+from resolvers.auth import Principal
+
+CACHEABLE_ROOTS = frozenset({"orgHealth", "integrationHealth", "healthTrend"})
+TTL_SECONDS = 2.0
+MAX_ENTRIES = 2000
+
+LOOKUPS = Counter("ihm_query_cache_lookups_total", "Cacheable query lookups", ["outcome"])
+
+
+@dataclass(frozen=True)
+class _Entry:
+    result: Any
+    generation: int
+    stored_at: float
+
+
+@lru_cache(maxsize=512)
+def _operation_kind(query: str, operation_name: str | None) -> str:
+    """'cacheable', 'mutation' or 'other' for this document and operation."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return "other"
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = [
+        o
+        for o in operations
+        if operation_name is None or (o.name is not None and o.name.value == operation_name)
+    ]
+    if len(chosen) != 1:
+        return "other"
+    operation = chosen[0]
+    if operation.operation is OperationType.MUTATION:
+        return "mutation"
+    if operation.operation is not OperationType.QUERY or operation.directives:
+        return "other"
+    roots = operation.selection_set.selections
+    if all(
+        isinstance(s, FieldNode) and s.name.value in CACHEABLE_ROOTS and not s.directives
+        for s in roots
+    ):
+        return "cacheable"
+    return "other"
+
+
+class ResponseCache:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
+        self._generations: dict[UUID, int] = {}
+        self._epoch = 0  # moves on clear(): every entry before it is void
+
+    # -- invalidation ----------------------------------------------------------
+
+    def org_changed(self, org_id: UUID) -> None:
+        self._generations[org_id] = self._generations.get(org_id, 0) + 1
+
+    def clear(self) -> None:
+        self._epoch += 1
+        self._entries.clear()
+
+    def _generation(self, org_id: UUID) -> int:
+        return self._generations.get(org_id, 0) + (self._epoch << 32)
+
+    # -- lookups ---------------------------------------------------------------
+
+    @staticmethod
+    def kind(query: str | None, operation_name: str | None) -> str:
+        return _operation_kind(query, operation_name) if query else "other"
+
+    @staticmethod
+    def key(
+        principal: Principal | None,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+    ) -> tuple[Any, ...] | None:
+        if principal is None or principal.org_id is None or principal.is_global_admin:
+            return None
+        return (
+            principal.role,
+            principal.org_id,
+            query,
+            operation_name,
+            repr(sorted((variables or {}).items())),
+        )
+
+    def get(self, key: tuple[Any, ...]) -> Any | None:
+        entry = self._entries.get(key)
+        org_id: UUID = key[1]
+        if entry is None:
+            LOOKUPS.labels("miss").inc()
+            return None
+        if (
+            entry.generation != self._generation(org_id)
+            or self._clock() - entry.stored_at > TTL_SECONDS
+        ):
+            del self._entries[key]
+            LOOKUPS.labels("stale").inc()
+            return None
+        self._entries.move_to_end(key)
+        LOOKUPS.labels("hit").inc()
+        return entry.result
+
+    def start(self, key: tuple[Any, ...]) -> tuple[tuple[Any, ...], int]:
+        """The generation a result is computed at: stored only if nothing moved since."""
+        return key, self._generation(key[1])
+
+    def put(self, started: tuple[tuple[Any, ...], int], result: Any) -> None:
+        key, generation = started
+        if generation != self._generation(key[1]):
+            return  # the data moved while this was computed
+        self._entries[key] = _Entry(result, generation, self._clock())
+        self._entries.move_to_end(key)
+        while len(self._entries) > MAX_ENTRIES:
+            self._entries.popitem(last=False)
