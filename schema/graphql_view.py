@@ -54,6 +54,15 @@ class _WebSocketAdapter(ASGIWebSocketAdapter):
                 raise NonJsonMessageReceived
 
 
+_ENCODED = "_ihm_encoded"
+
+
+class _Encoded(dict[str, Any]):
+    """A response's data with its JSON body, made once per result."""
+
+    body: str | bytes = ""
+
+
 class GraphQLView(GraphQL):
     websocket_adapter_class = _WebSocketAdapter
 
@@ -79,25 +88,47 @@ class GraphQLView(GraphQL):
             if kind == "cacheable" and query
             else None
         )
-        if key is not None:
-            found: ExecutionResult | None = self.cache.get(key)
-            if found is not None:
-                sub_response.headers["X-IHM-Cache"] = "hit"
-                return found
-            started = self.cache.start(key)
-        result: ExecutionResult = await super().execute_single(
-            request=request,
-            request_adapter=request_adapter,
-            sub_response=sub_response,
-            context=context,  # type: ignore[arg-type]
-            root_value=root_value,
-            request_data=request_data,
-        )
-        if kind == "mutation":
-            self.cache.clear()
-        elif key is not None and not result.errors:
-            self.cache.put(started, result)
+
+        async def execute() -> ExecutionResult:
+            result: ExecutionResult = await super(GraphQLView, self).execute_single(
+                request=request,
+                request_adapter=request_adapter,
+                sub_response=sub_response,
+                context=context,  # type: ignore[arg-type]
+                root_value=root_value,
+                request_data=request_data,
+            )
+            return result
+
+        if key is None:
+            result = await execute()
+            if kind == "mutation":
+                self.cache.clear()
+            return result
+        result, shared = await self.cache.through(key, execute, lambda r: not r.errors)
+        if shared:
+            sub_response.headers["X-IHM-Cache"] = "hit"
         return result
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> Any:
+        """A cached result is turned into its response body once, not on every hit."""
+        encoded = getattr(result, _ENCODED, None)
+        if encoded is not None:
+            return encoded
+        data = await super().process_result(request, result)
+        if not result.errors:
+            encoded = _Encoded(data)
+            encoded.body = super().encode_json(data)
+            setattr(result, _ENCODED, encoded)
+            return encoded
+        return data
+
+    def encode_json(self, data: object) -> str | bytes:
+        if isinstance(data, _Encoded):
+            return data.body
+        return super().encode_json(data)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

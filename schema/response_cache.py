@@ -18,18 +18,22 @@ Each hit is still authenticated first: the token is verified on every request.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
 from prometheus_client import Counter
 
 from resolvers.auth import Principal
+
+T = TypeVar("T")
 
 CACHEABLE_ROOTS = frozenset({"orgHealth", "integrationHealth", "healthTrend"})
 TTL_SECONDS = 2.0
@@ -80,6 +84,7 @@ class ResponseCache:
         self._entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
         self._generations: dict[UUID, int] = {}
         self._epoch = 0  # moves on clear(): every entry before it is void
+        self._pending: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
 
     # -- invalidation ----------------------------------------------------------
 
@@ -136,6 +141,41 @@ class ResponseCache:
     def start(self, key: tuple[Any, ...]) -> tuple[tuple[Any, ...], int]:
         """The generation a result is computed at: stored only if nothing moved since."""
         return key, self._generation(key[1])
+
+    async def through(
+        self,
+        key: tuple[Any, ...],
+        compute: Callable[[], Awaitable[T]],
+        keep: Callable[[T], bool],
+    ) -> tuple[T, bool]:
+        """The cached result, or the one being computed for the same key (concurrent
+        misses wait for one execution instead of each running their own when an entry
+        expires), or a new one. Returns the result and whether it was shared."""
+        found = self.get(key)
+        if found is not None:
+            return found, True
+        pending = self._pending.get(key)
+        if pending is not None:
+            with contextlib.suppress(Exception):  # its computation failed: run our own
+                result: T = await asyncio.shield(pending)
+                LOOKUPS.labels("joined").inc()
+                return result, True
+        started = self.start(key)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            result = await compute()
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+            future.exception()  # retrieved: waiters that were not there need not hear
+            raise
+        finally:
+            if self._pending.get(key) is future:
+                del self._pending[key]
+        future.set_result(result)
+        if keep(result):
+            self.put(started, result)
+        return result, False
 
     def put(self, started: tuple[tuple[Any, ...], int], result: Any) -> None:
         key, generation = started

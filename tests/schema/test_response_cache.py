@@ -202,3 +202,53 @@ async def test_another_orgs_caller_never_gets_a_cached_answer(api: Api, org: UUI
 
     assert "x-ihm-cache" not in theirs.headers
     assert theirs.json()["data"]["orgHealth"] == []
+
+
+async def test_concurrent_misses_wait_for_one_execution() -> None:
+    cache = ResponseCache(Clock())
+    key = cache.key(principal(), ORG_HEALTH, None, {})
+    assert key is not None
+    runs = 0
+    release = asyncio.Event()
+
+    async def compute() -> str:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+        return f"result {runs}"
+
+    waiting = [asyncio.create_task(cache.through(key, compute, bool)) for _ in range(20)]
+    await asyncio.sleep(0.01)
+    release.set()
+    results = await asyncio.gather(*waiting)
+
+    assert runs == 1
+    assert {r for r, _ in results} == {"result 1"}
+    assert sorted(shared for _, shared in results) == [False] + [True] * 19
+    assert await cache.through(key, compute, bool) == ("result 1", True)
+
+
+async def test_when_the_shared_execution_fails_each_waiter_runs_its_own() -> None:
+    cache = ResponseCache(Clock())
+    key = cache.key(principal(), ORG_HEALTH, None, {})
+    assert key is not None
+    release = asyncio.Event()
+    calls = 0
+
+    async def compute() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await release.wait()
+            raise RuntimeError("the first one fails")
+        return "fine"
+
+    first = asyncio.create_task(cache.through(key, compute, bool))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(cache.through(key, compute, bool))
+    await asyncio.sleep(0.01)
+    release.set()
+
+    with pytest.raises(RuntimeError):
+        await first
+    assert await second == ("fine", False)
