@@ -35,6 +35,20 @@ RECONNECTS = Counter("ihm_broadcast_reconnects_total", "Reconnections of the Red
 DROPPED = Counter("ihm_broadcast_dropped_total", "Events dropped for slow subscribers")
 
 
+class Expired(Exception):
+    """A stream's `until` has passed."""
+
+
+_EXPIRED: dict[str, Any] = {}  # the marker `until` puts into a stream's queue
+
+
+def _push(queue: asyncio.Queue[dict[str, Any]], event: dict[str, Any]) -> None:
+    if queue.full():
+        DROPPED.inc()
+        queue.get_nowait()  # drop the oldest: a live view wants the latest
+    queue.put_nowait(event)
+
+
 def _reap(task: asyncio.Task[Any] | None) -> None:
     """Retrieve a finished task's exception, so asyncio does not log it as never retrieved
     (the listener's ConnectionError is exactly what the watchdog acts on)."""
@@ -177,27 +191,36 @@ class StatusBroadcast:
                     log.warning("broadcast_bad_message", channel=channel)
                     continue
                 for queue in list(self._queues.get(channel, ())):
-                    if queue.full():
-                        DROPPED.inc()
-                        queue.get_nowait()  # drop the oldest: a live view wants the latest
-                    queue.put_nowait(payload)
+                    _push(queue, payload)
 
     async def events(
-        self, channel: str, *, counted: bool = True
+        self, channel: str, *, counted: bool = True, until: float | None = None
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Every event published on `channel` from now on, until the caller stops.
-        `counted=False`: the API's own listener, not a client's subscription."""
+
+        `until` (event loop time): then `Expired` is raised (one timer per stream, not a
+        timeout per event). `counted=False`: the API's own listener, not a client's."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         async with self._lock:
             self._queues.setdefault(channel, set()).add(queue)
             self._start_pump(channel)
+        timer = (
+            asyncio.get_running_loop().call_at(until, _push, queue, _EXPIRED)
+            if until is not None
+            else None
+        )
         gauge = SUBSCRIBERS if counted else None
         if gauge is not None:
             gauge.inc()
         try:
             while True:
-                yield await queue.get()
+                event = await queue.get()
+                if event is _EXPIRED:
+                    raise Expired
+                yield event
         finally:
+            if timer is not None:
+                timer.cancel()
             if gauge is not None:
                 gauge.dec()
             async with self._lock:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, NoReturn
 
@@ -9,11 +11,11 @@ from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
-from strawberry.http.exceptions import NonJsonMessageReceived
+from strawberry.http.exceptions import NonJsonMessageReceived, WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
@@ -23,6 +25,33 @@ from schema.response_cache import ResponseCache
 
 # The contract's codes for the HTTP errors Strawberry raises before GraphQL runs.
 _HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT"}
+
+
+# Event data shared by identical subscriptions (schema/shared_events.py), encoded once:
+# data object -> (the object, kept alive so its id is not reused; its JSON).
+_ENCODED_EVENTS: OrderedDict[int, tuple[object, str]] = OrderedDict()
+_ENCODED_EVENTS_KEPT = 256
+
+
+def _shared_event_json(message: Mapping[str, object]) -> str | None:
+    """An event message (`next`, or graphql-ws's `data`) carrying only data, with the
+    data's JSON made once for all the subscriptions that share it; None otherwise."""
+    payload = message.get("payload")
+    if message.get("type") not in ("next", "data") or not isinstance(payload, dict):
+        return None
+    data = payload.get("data")
+    if len(payload) != 1 or not isinstance(data, dict):
+        return None
+    found = _ENCODED_EVENTS.get(id(data))
+    if found is None or found[0] is not data:
+        found = (data, json.dumps(data, separators=(",", ":")))
+        _ENCODED_EVENTS[id(data)] = found
+        if len(_ENCODED_EVENTS) > _ENCODED_EVENTS_KEPT:
+            _ENCODED_EVENTS.popitem(last=False)
+    kind = message["type"]
+    return (
+        f'{{"id":{json.dumps(message.get("id"))},"type":"{kind}","payload":{{"data":{found[1]}}}}}'
+    )
 
 
 class _WebSocketAdapter(ASGIWebSocketAdapter):
@@ -35,8 +64,16 @@ class _WebSocketAdapter(ASGIWebSocketAdapter):
             await self.ws.close(code=code, reason=reason)
 
     async def send_json(self, message: Mapping[str, object]) -> None:
-        if self.ws.application_state != WebSocketState.DISCONNECTED:
+        if self.ws.application_state == WebSocketState.DISCONNECTED:
+            return
+        text = _shared_event_json(message)
+        if text is None:
             await super().send_json(message)
+            return
+        try:
+            await self.ws.send_text(text)
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
     async def iter_json(
         self, *, ignore_parsing_errors: bool = False
@@ -110,9 +147,7 @@ class GraphQLView(GraphQL):
             sub_response.headers["X-IHM-Cache"] = "hit"
         return result
 
-    async def process_result(
-        self, request: Request, result: ExecutionResult
-    ) -> Any:
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
         """A cached result is turned into its response body once, not on every hit."""
         encoded = getattr(result, _ENCODED, None)
         if encoded is not None:

@@ -20,6 +20,7 @@ from strawberry import UNSET
 
 from resolvers.access import GLOBAL, READ, require, target_org
 from resolvers.errors import Unauthenticated
+from schema.broadcast import Expired
 from schema.context import Info
 from schema.inputs import opt
 from schema.shared_events import shared
@@ -32,20 +33,17 @@ EXPIRED = "The token has expired: subscribe again with a fresh one."
 
 async def _events(info: Info, channel: str) -> AsyncGenerator[dict[str, Any], None]:
     """Every event published on `channel` until the caller's token expires."""
-    deadline = info.context.principal.expires_at
-    async with aclosing(info.context.services.broadcast.events(channel)) as events:
-        while True:
-            remaining = (deadline - datetime.now(UTC)).total_seconds()
-            if remaining <= 0:
-                raise Unauthenticated(EXPIRED)
-            try:
-                # asyncio.timeout, not wait_for: no task per event and subscriber.
-                async with asyncio.timeout(remaining):
-                    event = await anext(events)
-            except TimeoutError:
-                # The timeout cancelled the pending read, which ends `events`: stop here.
-                raise Unauthenticated(EXPIRED) from None
-            yield event
+    remaining = (info.context.principal.expires_at - datetime.now(UTC)).total_seconds()
+    if remaining <= 0:
+        raise Unauthenticated(EXPIRED)
+    until = asyncio.get_running_loop().time() + remaining
+    broadcast = info.context.services.broadcast
+    async with aclosing(broadcast.events(channel, until=until)) as events:
+        try:
+            async for event in events:
+                yield event
+        except Expired:
+            raise Unauthenticated(EXPIRED) from None
 
 
 async def _status_changes(
