@@ -13,6 +13,7 @@ import pytest
 
 from schema.app import create_app
 from tests.schema.conftest import Api, api_settings, error_codes
+from tests.stopping import stop_worker
 from workers.main import build_worker
 
 RUN = """mutation($t: String!) { runCheck(integrationType: $t) {
@@ -34,10 +35,7 @@ async def stack(dsn: str, redis_url: str, **settings: str) -> AsyncIterator[Api]
         ):
             yield Api(app, c)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
+        await stop_worker(task, worker)
 
 
 async def configure(api: Api, admin: str, simulator_url: str, key: str, kinds: list[str]) -> None:

@@ -34,6 +34,7 @@ from schema.app import MAX_SUBSCRIPTIONS_PER_CONNECTION, create_app
 from schema.broadcast import StatusBroadcast
 from tests.schema.conftest import SECRET, Api, api_settings, token
 from tests.schema.ws_client import LEGACY_WS, GqlSocket, bearer, gql_socket
+from tests.stopping import stop_worker
 from workers.events import ALL_ORGS_CHANNEL, alert_channel, org_channel
 from workers.main import build_worker, queue_client
 
@@ -169,10 +170,7 @@ async def live(dsn: str, redis_url: str, simulator_url: str) -> AsyncIterator[Li
     finally:
         server.should_exit = True
         await server_task
-        worker_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker_task
-        await worker.close()
+        await stop_worker(worker_task, worker)
         await queue.aclose()
         await redis.aclose()
 

@@ -19,6 +19,7 @@ from db.scope import as_service
 from embedded import EmbeddedRedis
 from settings import Settings
 from tests.factories import make_integration, make_org
+from tests.stopping import stop_worker
 from workers.main import build_worker, redis_settings
 
 
@@ -56,10 +57,7 @@ async def running(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
     try:
         yield task
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
+        await stop_worker(task, worker)
 
 
 async def _status(pool: asyncpg.Pool, org: uuid.UUID) -> str | None:

@@ -17,6 +17,7 @@ from arq import create_pool
 
 from db.vault import Vault
 from settings import Settings
+from tests.stopping import stop_worker
 from tests.workers.delivery.conftest import (
     Mailbox,
     Receiver,
@@ -171,10 +172,7 @@ async def _running(worker: Any) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
+        await stop_worker(task, worker)
 
 
 async def test_a_worker_with_the_jobs_wired_runs_the_resolvers_test_and_the_dispatcher(
