@@ -7,9 +7,10 @@ filled in. Uptime counts only healthy checks as up.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -43,45 +44,35 @@ class Trend:
     p95_latency_ms: float | None
 
 
-# Buckets aligned to the epoch, so the same window asked twice lines up.
-_BUCKETS = """
-WITH bounds AS (
-    SELECT to_timestamp(floor(extract(epoch FROM $3::timestamptz) / $4) * $4) AS first_bucket,
-           $3::timestamptz AS since
-), series AS (
-    SELECT t AS integration_type, b AS start
-      FROM unnest($2::text[]) t,
-           bounds,
-           generate_series(bounds.first_bucket, $5::timestamptz, make_interval(secs => $4)) b
-), counted AS (
-    SELECT integration_type,
-           to_timestamp(floor(extract(epoch FROM checked_at) / $4) * $4) AS start,
-           count(*) AS checks,
-           count(*) FILTER (WHERE status = 'healthy') AS healthy,
-           count(*) FILTER (WHERE status = 'degraded') AS degraded,
-           count(*) FILTER (WHERE status = 'unreachable') AS unreachable,
-           avg(latency_ms) AS avg_latency_ms,
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms
-      FROM health_check_results, bounds
-     WHERE org_id = $1 AND integration_type = ANY($2) AND checked_at >= bounds.since
-     GROUP BY 1, 2
-)
-SELECT s.integration_type, s.start, coalesce(c.checks, 0) AS checks,
-       coalesce(c.healthy, 0) AS healthy, coalesce(c.degraded, 0) AS degraded,
-       coalesce(c.unreachable, 0) AS unreachable, c.avg_latency_ms, c.p95_latency_ms
-  FROM series s LEFT JOIN counted c USING (integration_type, start)
- ORDER BY s.integration_type, s.start
-"""
-
-_TOTALS = """
-SELECT integration_type, count(*) AS checks,
+# One scan for both the buckets and the window's totals (GROUPING SETS): buckets are
+# aligned to the epoch, so the same window asked twice lines up; `total` marks the
+# window's row per integration. Empty buckets are filled in by `trends`.
+_TREND = """
+SELECT integration_type, start, GROUPING(start) AS total,
+       count(*) AS checks,
        count(*) FILTER (WHERE status = 'healthy') AS healthy,
+       count(*) FILTER (WHERE status = 'degraded') AS degraded,
+       count(*) FILTER (WHERE status = 'unreachable') AS unreachable,
        avg(latency_ms) AS avg_latency_ms,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms
-  FROM health_check_results
- WHERE org_id = $1 AND integration_type = ANY($2) AND checked_at >= $3
- GROUP BY integration_type
+  FROM (SELECT integration_type, status, latency_ms,
+               to_timestamp(floor(extract(epoch FROM checked_at) / $4) * $4) AS start
+          FROM health_check_results
+         WHERE org_id = $1 AND integration_type = ANY($2) AND checked_at >= $3) r
+ GROUP BY GROUPING SETS ((integration_type, start), (integration_type))
 """
+
+
+def bucket_starts(since: datetime, now: datetime, bucket_seconds: int) -> list[datetime]:
+    """Every bucket of the window, oldest first: from the one holding `since` to the
+    one holding `now`."""
+    first = math.floor(since.timestamp() / bucket_seconds) * bucket_seconds
+    last = now.timestamp()
+    return [
+        datetime.fromtimestamp(start, UTC)
+        for start in range(first, math.floor(last) + 1, bucket_seconds)
+        if start <= last
+    ]
 
 
 async def trends(
@@ -92,24 +83,18 @@ async def trends(
     *,
     now: datetime,
 ) -> dict[str, Trend]:
-    """One window's trend for several integrations of an org, in two queries."""
+    """One window's trend for several integrations of an org, in one query."""
     span, bucket_seconds = WINDOWS[window]
     since = now - span
     kinds = list(dict.fromkeys(integration_types))
-    buckets: dict[str, list[Bucket]] = {k: [] for k in kinds}
-    for row in await conn.fetch(_BUCKETS, org_id, kinds, since, bucket_seconds, now):
-        buckets[row["integration_type"]].append(
-            Bucket(
-                row["start"],
-                row["checks"],
-                row["healthy"],
-                row["degraded"],
-                row["unreachable"],
-                _float(row["avg_latency_ms"]),
-                _float(row["p95_latency_ms"]),
-            )
-        )
-    totals = {r["integration_type"]: r for r in await conn.fetch(_TOTALS, org_id, kinds, since)}
+    found: dict[tuple[str, datetime], asyncpg.Record] = {}
+    totals: dict[str, asyncpg.Record] = {}
+    for row in await conn.fetch(_TREND, org_id, kinds, since, bucket_seconds):
+        if row["total"]:
+            totals[row["integration_type"]] = row
+        else:
+            found[(row["integration_type"], row["start"])] = row
+    starts = bucket_starts(since, now, bucket_seconds)
     result: dict[str, Trend] = {}
     for kind in kinds:
         total = totals.get(kind)
@@ -117,13 +102,27 @@ async def trends(
         result[kind] = Trend(
             window=window,
             bucket_seconds=bucket_seconds,
-            buckets=buckets[kind],
+            buckets=[_bucket(start, found.get((kind, start))) for start in starts],
             checks=checks,
             uptime_ratio=(total["healthy"] / checks) if total and checks else None,
             avg_latency_ms=_float(total["avg_latency_ms"]) if total else None,
             p95_latency_ms=_float(total["p95_latency_ms"]) if total else None,
         )
     return result
+
+
+def _bucket(start: datetime, row: asyncpg.Record | None) -> Bucket:
+    if row is None:
+        return Bucket(start, 0, 0, 0, 0, None, None)
+    return Bucket(
+        start,
+        row["checks"],
+        row["healthy"],
+        row["degraded"],
+        row["unreachable"],
+        _float(row["avg_latency_ms"]),
+        _float(row["p95_latency_ms"]),
+    )
 
 
 def _float(value: object) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -104,6 +105,12 @@ async def test_the_24_hour_trend_has_15_minute_buckets_and_counts_only_healthy_a
     busy = [b for b in trend.buckets if b.checks]
     assert len(busy) == len(RESULTS)  # every result sits in its own quarter hour
     assert all(a.start < b.start for a, b in zip(trend.buckets, trend.buckets[1:], strict=False))
+    assert sum(b.checks for b in trend.buckets) == trend.checks
+    assert [b.start for b in trend.buckets] == trends.bucket_starts(
+        NOW + timedelta(hours=1) - timedelta(hours=24), NOW + timedelta(hours=1), 900
+    )
+    empty = [b for b in trend.buckets if not b.checks]
+    assert all(b.avg_latency_ms is None and b.healthy == 0 for b in empty)
     latencies = [float(r[2]) for r in RESULTS if r[2] is not None]
     assert trend.avg_latency_ms == pytest.approx(statistics.mean(latencies))
 
@@ -132,3 +139,26 @@ async def test_old_notifications_outbox_rows_and_rollups_are_pruned(
     assert removed["notifications"] == 1
     assert removed["hourly_rollups"] == 1
     assert await pool.fetchval("SELECT title FROM notifications") == "new"
+
+
+@pytest.mark.parametrize(
+    ("since", "now", "seconds", "first", "count"),
+    [
+        # a day of quarter hours: the one holding `since`, up to the one holding `now`
+        ("2026-01-01T10:07:00", "2026-01-02T10:07:00", 900, "2026-01-01T10:00:00", 97),
+        ("2026-01-01T10:00:00", "2026-01-02T10:00:00", 900, "2026-01-01T10:00:00", 97),
+        ("2026-01-01T10:30:00", "2026-01-08T10:30:00", 3600, "2026-01-01T10:00:00", 169),
+        ("2026-01-01T10:30:00", "2026-01-31T10:30:00", 86400, "2026-01-01T00:00:00", 31),
+    ],
+)
+def test_trend_buckets_are_aligned_to_the_epoch_and_cover_the_window(
+    since: str, now: str, seconds: int, first: str, count: int
+) -> None:
+    start, end = (datetime.fromisoformat(t).replace(tzinfo=UTC) for t in (since, now))
+
+    starts = trends.bucket_starts(start, end, seconds)
+
+    assert starts[0] == datetime.fromisoformat(first).replace(tzinfo=UTC)
+    assert len(starts) == count
+    assert all((b - a).total_seconds() == seconds for a, b in itertools.pairwise(starts))
+    assert starts[-1] <= end < starts[-1] + timedelta(seconds=seconds)
