@@ -55,11 +55,11 @@ SELECT cr.integration_id, cr.key_id, cr.ciphertext
   JOIN integration_credentials cr ON cr.integration_id = c.id AND cr.org_id = c.org_id
  WHERE c.org_id = $1 AND c.integration_type = $2
 """
-_LOAD_ORGS = """
+_LOAD_MANY = """
 SELECT c.org_id, c.integration_type, cr.integration_id, cr.key_id, cr.ciphertext
   FROM integration_config c
   JOIN integration_credentials cr ON cr.integration_id = c.id AND cr.org_id = c.org_id
- WHERE c.org_id = ANY($1::uuid[])
+ WHERE c.id = ANY($1::uuid[])
 """
 _INFO = """
 SELECT integration_id, org_id, expires_at, updated_at
@@ -142,24 +142,17 @@ async def load(
     )
 
 
-async def load_org(
-    conn: asyncpg.Connection, vault: Vault, org_id: UUID
-) -> dict[str, Secret | VaultError]:
-    """Every stored credential of the org in one query, by integration type (service role)."""
-    return (await load_orgs(conn, vault, [org_id])).get(org_id, {})
-
-
-async def load_orgs(
-    conn: asyncpg.Connection, vault: Vault, org_ids: Sequence[UUID]
+async def load_many(
+    conn: asyncpg.Connection, vault: Vault, integration_ids: Sequence[UUID]
 ) -> dict[UUID, dict[str, Secret | VaultError]]:
-    """Every stored credential of these orgs in one query, by org and integration type
-    (service role).
+    """The stored credentials of these integrations in one query, by org and integration
+    type (service role): a run decrypts only what it checks.
 
     A row that cannot be decrypted maps to its `VaultError`, so one bad row spoils only
     its own integration's check.
     """
-    found: dict[UUID, dict[str, Secret | VaultError]] = {org: {} for org in org_ids}
-    for row in await conn.fetch(_LOAD_ORGS, list(org_ids)):
+    found: dict[UUID, dict[str, Secret | VaultError]] = {}
+    for row in await conn.fetch(_LOAD_MANY, list(integration_ids)):
         integration_id: UUID = row["integration_id"]
         try:
             secret: Secret | VaultError = vault.decrypt(
@@ -169,7 +162,7 @@ async def load_orgs(
             )
         except VaultError as exc:
             secret = exc
-        found[row["org_id"]][row["integration_type"]] = secret
+        found.setdefault(row["org_id"], {})[row["integration_type"]] = secret
     return found
 
 

@@ -82,9 +82,13 @@ class OrgCredentials:
         self._found[integration_type] = Secret(payload)
 
 
-async def for_orgs(
-    source: VaultCredentialSource, conn: asyncpg.Connection, org_ids: Sequence[UUID]
+async def for_integrations(
+    source: VaultCredentialSource,
+    conn: asyncpg.Connection,
+    org_ids: Sequence[UUID],
+    integration_ids: Sequence[UUID],
 ) -> dict[UUID, OrgCredentials]:
-    """Each org's credentials for a run, all read in one query."""
-    found = await credentials.load_orgs(conn, source.vault, org_ids)
-    return {org: OrgCredentials(source, found[org]) for org in org_ids}
+    """Each org's credentials for a run (those of the integrations it checks), all read
+    in one query."""
+    found = await credentials.load_many(conn, source.vault, integration_ids)
+    return {org: OrgCredentials(source, found.get(org, {})) for org in org_ids}

@@ -27,7 +27,7 @@ from workers.checks.config import InvalidConfig, parse_config
 from workers.checks.context import CheckContext
 from workers.checks.guidance import Provider
 from workers.checks.result import HealthError, HealthResult, Status
-from workers.credential_source import VaultCredentialSource, for_orgs
+from workers.credential_source import VaultCredentialSource, for_integrations
 from workers.scheduling import slot_key
 
 log = structlog.get_logger(__name__)
@@ -259,30 +259,40 @@ async def run_checks(
 async def _plan(runner: Runner, runs: Sequence[OrgRun], trigger: str) -> list[_Planned]:
     """The integrations to check, each with its org's credentials (read once)."""
     org_ids = [run.org_id for run in runs]
-    credentials: dict[UUID, Any] = {}
     async with runner.pool.acquire() as conn:
         configured = await integrations.list_for_orgs(conn, org_ids)
         if not runner.display_names:  # the catalogue changes only with a migration
             types = await integration_types.list_all(conn)
             runner.display_names.update({t.key: t.display_name for t in types})
+        chosen = [(run, i) for run in runs for i in _chosen(run, configured[run.org_id], trigger)]
         source = runner.checks.credentials
-        if isinstance(source, VaultCredentialSource):
-            # Every org's credentials in one query instead of one per adapter.
-            credentials = await for_orgs(source, conn, org_ids)
-    planned: list[_Planned] = []
-    for run in runs:
-        wanted = set(run.slots) if run.slots is not None else run.types
-        checks = runner.checks
-        if run.org_id in credentials:
-            checks = replace(checks, credentials=credentials[run.org_id])
-        planned.extend(
-            _Planned(run, i, checks)
-            for i in configured[run.org_id]
-            if i.enabled
-            and (wanted is None or i.integration_type in wanted)
-            and (trigger != "scheduled" or i.monitoring_mode == "ACTIVE")
+        credentials: dict[UUID, Any] = {}
+        if chosen and isinstance(source, VaultCredentialSource):
+            # The run's credentials in one query instead of one per adapter.
+            credentials = await for_integrations(source, conn, org_ids, [i.id for _, i in chosen])
+    return [
+        _Planned(
+            run,
+            i,
+            replace(runner.checks, credentials=credentials[run.org_id])
+            if run.org_id in credentials
+            else runner.checks,
         )
-    return planned
+        for run, i in chosen
+    ]
+
+
+def _chosen(
+    run: OrgRun, configured: Sequence[integrations.Integration], trigger: str
+) -> list[integrations.Integration]:
+    wanted = set(run.slots) if run.slots is not None else run.types
+    return [
+        i
+        for i in configured
+        if i.enabled
+        and (wanted is None or i.integration_type in wanted)
+        and (trigger != "scheduled" or i.monitoring_mode == "ACTIVE")
+    ]
 
 
 async def _write(

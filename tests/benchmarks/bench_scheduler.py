@@ -22,7 +22,14 @@ from datetime import UTC, datetime, timedelta
 from db.pool import connect, create_pool
 from db.scope import as_service
 from db.vault import Vault
-from tests.benchmarks.stack import TYPES, VAULT_KEY, cpu_seconds, local_stack, seed_orgs
+from tests.benchmarks.stack import (
+    TYPES,
+    VAULT_KEY,
+    cpu_seconds,
+    local_stack,
+    machine_busy,
+    seed_orgs,
+)
 
 
 async def bench(integrations: int, workers: int, log_path: str | None, profile: str | None) -> None:
@@ -66,6 +73,7 @@ async def bench(integrations: int, workers: int, log_path: str | None, profile: 
             await asyncio.sleep(3)  # workers up
             cpu0 = sum(cpu_seconds(p.pid) for p in processes)
             sim0 = cpu_seconds(stack.simulator_pid)
+            busy0 = machine_busy()
             probe = await connect(dsn)
             await probe.execute("UPDATE integration_config SET next_check_at = now()")
             started = time.perf_counter()
@@ -78,6 +86,7 @@ async def bench(integrations: int, workers: int, log_path: str | None, profile: 
             wall = time.perf_counter() - started
             cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu0
             sim_cpu = cpu_seconds(stack.simulator_pid) - sim0
+            busy = machine_busy() - busy0
             drift = await probe.fetchrow(
                 "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS p50, max(d) AS max "
                 "FROM (SELECT extract(epoch FROM started_at - scheduled_for) AS d "
@@ -91,7 +100,9 @@ async def bench(integrations: int, workers: int, log_path: str | None, profile: 
                 f"{workers} worker(s), {total} integrations due at once: {done} checks written in "
                 f"{wall:.1f} s = {done / wall:.0f} checks/s; worker CPU {cpu:.1f} s = "
                 f"{cpu / max(done, 1) * 1000:.2f} ms per check; drift p50 {drift['p50']:.1f} s, "
-                f"max {drift['max']:.1f} s; simulator CPU {sim_cpu:.1f} s; "
+                f"max {drift['max']:.1f} s; simulator CPU {sim_cpu:.1f} s; machine busy "
+                f"{busy / wall:.2f} of {os.cpu_count()} cores (Postgres, Redis and the rest: "
+                f"{(busy - cpu - sim_cpu) / wall:.2f}); "
                 f"statuses {[tuple(s) for s in statuses]}"
             )
         finally:

@@ -15,13 +15,13 @@ import pytest
 import structlog
 from redis.asyncio import Redis
 
-from db import credentials
+from db import credentials, integrations
 from db.scope import as_service
 from db.vault import Vault
 from tests.factories import make_integration, make_org
 from workers import events
 from workers.checks.context import CheckContext
-from workers.credential_source import VaultCredentialSource, for_orgs
+from workers.credential_source import VaultCredentialSource, for_integrations
 from workers.runner import OrgRun, Runner, run_checks, run_health_checks
 
 SLACK_TOKEN = "xoxb-super-secret-token-value"
@@ -349,13 +349,13 @@ async def test_credentials_sealed_with_a_retired_key_are_reported_not_crashed(
 
 def count_credential_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     reads: list[int] = []
-    original = credentials.load_orgs
+    original = credentials.load_many
 
     async def counting(*args: Any, **kwargs: Any) -> Any:
         reads.append(1)
         return await original(*args, **kwargs)
 
-    monkeypatch.setattr(credentials, "load_orgs", counting)
+    monkeypatch.setattr(credentials, "load_many", counting)
     return reads
 
 
@@ -375,7 +375,8 @@ async def test_credentials_saved_during_a_run_are_what_a_retry_reads(
 ) -> None:
     source = VaultCredentialSource(pool, vault)
     async with pool.acquire() as conn:
-        run_view = (await for_orgs(source, conn, [org]))[org]
+        ids = [i.id for i in (await integrations.list_for_orgs(conn, [org]))[org]]
+        run_view = (await for_integrations(source, conn, [org], ids))[org]
 
     before = await run_view.load(org, "slack")
     await run_view.save(org, "slack", {"botToken": "xoxb-refreshed"})
@@ -445,3 +446,26 @@ async def test_one_orgs_failing_write_does_not_hold_back_the_others(
 
     stored = await pool.fetch("SELECT org_id, count(*) AS n FROM health_check_results GROUP BY 1")
     assert {r["org_id"]: r["n"] for r in stored} == {good: 1, other: 1}
+
+
+async def test_a_run_reads_only_the_credentials_of_what_it_checks(
+    make_runner: Callable[..., Runner],
+    org: UUID,
+    monkeypatch: pytest.MonkeyPatch,
+    pool: asyncpg.Pool,
+) -> None:
+    asked: list[list[UUID]] = []
+    original = credentials.load_many
+
+    async def recording(conn: Any, vault: Any, integration_ids: Any) -> Any:
+        asked.append(list(integration_ids))
+        return await original(conn, vault, integration_ids)
+
+    monkeypatch.setattr(credentials, "load_many", recording)
+
+    await run_health_checks(make_runner(), org, integration_types_filter={"http"})
+
+    http_id = await pool.fetchval(
+        "SELECT id FROM integration_config WHERE org_id = $1 AND integration_type = 'http'", org
+    )
+    assert asked == [[http_id]]
