@@ -62,12 +62,13 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from schema.app import create_app
+    from schema.app import create_app, tune_gc
 
     settings = load_settings()
     settings.require_runtime()
     configure_logging(settings)
     app = create_app(settings)
+    tune_gc()
     # Status events are small JSON: per-message compression costs more CPU than it saves.
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, ws_per_message_deflate=False)
     return 0

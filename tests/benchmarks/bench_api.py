@@ -408,25 +408,25 @@ async def part_org_health(
 
 
 def subscriber_process(
-    ws_url: str, member: str, connections: int, per_connection: int, pipe: Pipe, counter: Any
+    ws_url: str, members: list[str], connections: int, per_connection: int, pipe: Pipe, counter: Any
 ) -> None:
     """Runs in a process of its own: opens the sockets and subscriptions, reports ready,
     stamps every message on receipt (CLOCK_MONOTONIC is system-wide) until told to stop,
     then sends back (round, integration type, receipt time) per delivery. `counter`
     (shared memory) counts the events received so far, for the parent to watch."""
     raise_open_file_limit()
-    asyncio.run(_subscribe_and_listen(ws_url, member, connections, per_connection, pipe, counter))
+    asyncio.run(_subscribe_and_listen(ws_url, members, connections, per_connection, pipe, counter))
 
 
 async def _subscribe_and_listen(
-    ws_url: str, member: str, connections: int, per_connection: int, pipe: Pipe, counter: Any
+    ws_url: str, members: list[str], connections: int, per_connection: int, pipe: Pipe, counter: Any
 ) -> None:
     received: list[tuple[float, str]] = []
     async with contextlib.AsyncExitStack() as stack:
         sockets = []
         gate = asyncio.Semaphore(20)
 
-        async def open_one() -> None:
+        async def open_one(member: str) -> None:
             async with gate:
                 socket = await stack.enter_async_context(gql_socket(ws_url))
                 await socket.init(bearer(member))
@@ -434,7 +434,7 @@ async def _subscribe_and_listen(
                     await socket.subscribe(STATUS_CHANGED)
                 sockets.append(socket)
 
-        await asyncio.gather(*(open_one() for _ in range(connections)))
+        await asyncio.gather(*(open_one(members[n % len(members)]) for n in range(connections)))
         closed = 0
 
         async def read(ws: Any) -> None:
@@ -479,9 +479,30 @@ async def subscriptions_active(client: httpx.AsyncClient) -> float:
     return 0.0
 
 
+def members_for(members: list[str], connections: int, procs: int, n: int) -> list[str]:
+    """The tokens of subscriber process n's connections, in the order it opens them."""
+    first = sum(connections // procs + (1 if k < connections % procs else 0) for k in range(n))
+    share = connections // procs + (1 if n < connections % procs else 0)
+    return [members[(first + k) % len(members)] for k in range(share)]
+
+
+def watchers(subscribers: int, per_connection: int, orgs: int, org_index: int) -> int:
+    """Subscriptions watching org `org_index` (connection c watches org c mod orgs)."""
+    connections = subscribers // per_connection
+    return per_connection * sum(1 for c in range(connections) if c % orgs == org_index)
+
+
 async def part_subscriptions(
-    args: argparse.Namespace, dsn: str, redis_url: str, base_url: str, api_pid: int, org: uuid.UUID
+    args: argparse.Namespace,
+    dsn: str,
+    redis_url: str,
+    base_url: str,
+    api_pid: int,
+    orgs: list[uuid.UUID],
 ) -> None:
+    """Subscriptions spread over `orgs` (connection n watches org n mod len(orgs)); round
+    n commits one result for org n mod len(orgs), so each event reaches that org's share
+    of the subscriptions."""
     per_connection = min(args.per_connection, MAX_SUBSCRIPTIONS_PER_CONNECTION)
     connections = -(-args.subscribers // per_connection)
     subscribers = connections * per_connection
@@ -490,9 +511,11 @@ async def part_subscriptions(
         f"\n[2] statusChanged(includeUnchanged: true): {subscribers} subscriptions on "
         f"{connections} WebSocket connections x {per_connection}, held by {procs} "
         f"subscriber process(es); {args.rounds} rounds, one every {args.interval * 1000:.0f} ms,"
-        f" each committing {args.changes} integration result(s) (a status flip each)"
+        f" each committing {args.changes} integration result(s) (a status flip each) for "
+        + ("the one org" if len(orgs) == 1 else f"the next of {len(orgs)} orgs, in turn")
     )
-    member = token("member", org, ttl=3600)
+    members = [token("member", org, ttl=3600) for org in orgs]
+    org = orgs[0]
     ws_url = base_url.replace("http://", "ws://") + "/graphql"
     context = multiprocessing.get_context("spawn")
     children: list[tuple[Any, Pipe]] = []
@@ -503,7 +526,14 @@ async def part_subscriptions(
         counter = context.Value("q", 0, lock=False)  # one writer: the child
         child = context.Process(
             target=subscriber_process,
-            args=(ws_url, member, share, per_connection, theirs, counter),
+            args=(
+                ws_url,
+                members_for(members, connections, procs, n),
+                share,
+                per_connection,
+                theirs,
+                counter,
+            ),
             daemon=True,
         )
         child.start()
@@ -535,9 +565,13 @@ async def part_subscriptions(
         await asyncio.sleep(1)
 
         async with pool.acquire() as conn:
-            configured = {i.integration_type: i for i in await integrations.list_for_org(conn, org)}
+            configured = {
+                (o, i.integration_type): i
+                for o in orgs
+                for i in await integrations.list_for_org(conn, o)
+            }
             names = {t.key: t.display_name for t in await integration_types.list_all(conn)}
-        kinds = sorted(configured)[: args.changes]
+        kinds = sorted({kind for _, kind in configured})[: args.changes]
         commits: dict[int, float] = {}
         publish: list[float] = []
         profile = args.profile / "subscriptions.txt" if args.profile else None
@@ -547,24 +581,30 @@ async def part_subscriptions(
             for n in range(args.rounds):
                 await asyncio.sleep(max(0.0, start + n * args.interval - time.monotonic()))
                 now = datetime.now(UTC)
+                target = orgs[n % len(orgs)]
+                flip = "degraded" if (n // len(orgs)) % 2 == 0 else "healthy"
                 records = [
-                    health.CheckRecord(
-                        org, kind, "degraded" if n % 2 == 0 else "healthy", ROUND_BASE + n, now
-                    )
-                    for kind in kinds
+                    health.CheckRecord(target, kind, flip, ROUND_BASE + n, now) for kind in kinds
                 ]
                 async with as_service(pool) as conn:
                     rows = await health.record_results(conn, records)
                 committed = time.monotonic()
                 events = [
-                    status_event(row, configured[row.integration_type], names[row.integration_type])
+                    status_event(
+                        row,
+                        configured[(target, row.integration_type)],
+                        names[row.integration_type],
+                    )
                     for row in rows
                 ]
                 await publish_status_events(redis, events)
                 publish.append(time.monotonic() - committed)
                 commits[n] = committed
             # Until every event arrived, or none arrived for `grace` seconds.
-            expected = args.rounds * len(kinds) * subscribers
+            expected = len(kinds) * sum(
+                watchers(subscribers, per_connection, len(orgs), n % len(orgs))
+                for n in range(args.rounds)
+            )
             last_count, last_progress = -1, time.monotonic()
             while time.monotonic() - last_progress < args.grace:
                 count = sum(c.value for c in counters)
@@ -619,7 +659,7 @@ async def part_subscriptions(
     print(f"  {cpu_report}")
     print(
         f"  API CPU per delivered event: {api_cpu / max(len(latencies), 1) * 1000:.3f} ms; "
-        f"offered load {subscribers * len(kinds) / args.interval:.0f} deliveries/s"
+        f"offered load {expected / (args.rounds * args.interval):.0f} deliveries/s"
     )
 
 
@@ -662,6 +702,14 @@ async def bench(args: argparse.Namespace) -> None:
             "(SELECT count(*) FROM health_check_history) AS history, "
             "(SELECT count(*) FROM health_check_results) AS results"
         )
+        spread_over = [org] + [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM organizations WHERE id <> $1 ORDER BY id LIMIT $2",
+                org,
+                max(0, args.orgs - 1),
+            )
+        ]
         await conn.close()
         print(
             f"seeded {args.other_orgs + 1} orgs: {counts['integrations']} integrations, "
@@ -677,7 +725,7 @@ async def bench(args: argparse.Namespace) -> None:
         if args.part in ("all", "query"):
             await part_org_health(args, dsn, rd.url(), base_url, api.pid, org)
         if args.part in ("all", "subscribe"):
-            await part_subscriptions(args, dsn, rd.url(), base_url, api.pid, org)
+            await part_subscriptions(args, dsn, rd.url(), base_url, api.pid, spread_over)
         problems = [
             line
             for line in log.read_text(errors="replace").splitlines()
@@ -715,6 +763,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--subscriber-processes", type=int, default=2, help="processes holding the sockets"
+    )
+    parser.add_argument(
+        "--orgs",
+        type=int,
+        default=1,
+        help="orgs the subscriptions are spread over (each commit goes to one of them)",
     )
     parser.add_argument("--rounds", type=int, default=50, help="status commits")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between commits")
