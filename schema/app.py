@@ -27,18 +27,22 @@ from schema.metrics import RequestMetrics
 from schema.response_cache import ResponseCache
 from schema.root import build_schema
 from settings import Settings, load_settings
-from workers.events import ALL_ORGS_CHANNEL
+from workers.events import ALL_ORGS_ALERTS_CHANNEL, ALL_ORGS_CHANNEL
 from workers.main import queue_client
 
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
 
 
-async def invalidate_on_status_events(broadcast: StatusBroadcast, cache: ResponseCache) -> None:
-    """Every check publishes a status event: its org's cached health reads are void."""
-    async with aclosing(broadcast.events(ALL_ORGS_CHANNEL, counted=False)) as events:
+async def invalidate_on_events(
+    broadcast: StatusBroadcast, cache: ResponseCache, channel: str
+) -> None:
+    """Every check publishes a status event and every alert change an alert event: the
+    org's cached health reads are void."""
+    async with aclosing(broadcast.events(channel, counted=False)) as events:
         async for event in events:
             with contextlib.suppress(KeyError, ValueError, TypeError):
-                cache.org_changed(UUID(event["orgId"]))
+                # Status events say orgId, alert events org_id (their own formats).
+                cache.org_changed(UUID(event.get("orgId") or event["org_id"]))
 
 
 def tune_gc() -> None:
@@ -95,15 +99,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
         view.services = services
         app.state.services = services
         app.state.pool, app.state.redis = pool, redis  # readiness probes
-        invalidation = asyncio.create_task(
-            invalidate_on_status_events(broadcast, view.cache), name="query-cache-invalidation"
-        )
+        invalidation = [
+            asyncio.create_task(
+                invalidate_on_events(broadcast, view.cache, channel),
+                name=f"query-cache-invalidation:{channel}",
+            )
+            for channel in (ALL_ORGS_CHANNEL, ALL_ORGS_ALERTS_CHANNEL)
+        ]
         try:
             yield
         finally:
-            invalidation.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await invalidation
+            for task in invalidation:
+                task.cancel()
+            await asyncio.gather(*invalidation, return_exceptions=True)
             await services.http.aclose()
             await broadcast.stop()
             await queue.aclose()

@@ -20,6 +20,8 @@ from db.health import IntegrationHealthRow, StatusRow
 from db.integrations import Integration
 
 ALL_ORGS_CHANNEL = "ihm:status:all"
+# Every alert event too, for the API's cache of health reads (schema/response_cache.py).
+ALL_ORGS_ALERTS_CHANNEL = "ihm:alerts:all"
 
 CONNECTION_STATES = {
     "healthy": "CONNECTED",
@@ -159,5 +161,7 @@ async def publish_alert_events(redis: Redis, alerts: Sequence[Any]) -> None:
         return
     async with redis.pipeline(transaction=False) as pipe:
         for alert in alerts:
-            pipe.publish(alert_channel(alert.org_id), json.dumps(alert_event(alert)))
+            message = json.dumps(alert_event(alert))
+            pipe.publish(alert_channel(alert.org_id), message)
+            pipe.publish(ALL_ORGS_ALERTS_CHANNEL, message)
         await pipe.execute()

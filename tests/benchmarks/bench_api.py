@@ -396,7 +396,7 @@ async def part_org_health(
     )
     print(
         f"  dashboards: {args.clients} concurrent clients repeating the same request "
-        "(the API's 2-second cache, one execution for concurrent misses):"
+        "(the API's 5-second cache, one execution for concurrent misses):"
     )
     profile = args.profile / "org_health.txt" if args.profile else None
     with profiled(api_pid, profile):

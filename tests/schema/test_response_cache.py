@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -11,14 +11,15 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from db import health
+from db import alerts, health
 from db.health import CheckRecord
 from db.scope import as_service
 from resolvers.auth import Principal
+from resolvers.tokens import mint_token
 from schema.response_cache import TTL_SECONDS, ResponseCache
 from tests.factories import make_integration, make_org
-from tests.schema.conftest import Api, token
-from workers.events import publish_status_events
+from tests.schema.conftest import SECRET, Api, token
+from workers.events import publish_alert_events, publish_status_events
 
 ORG_HEALTH = "{ orgHealth { integrationType status latencyMs history { status } } }"
 
@@ -252,3 +253,55 @@ async def test_when_the_shared_execution_fails_each_waiter_runs_its_own() -> Non
     with pytest.raises(RuntimeError):
         await first
     assert await second == ("fine", False)
+
+
+async def test_a_cached_read_still_needs_a_valid_token(api: Api, org: UUID) -> None:
+    await read(api, token("member", org))
+    assert (await read(api, token("member", org))).headers["x-ihm-cache"] == "hit"
+
+    late = mint_token(
+        SECRET,
+        role="member",
+        org_id=org,
+        sub="member-user",
+        ttl_seconds=60,
+        audience="ihm",
+        now=datetime.now(UTC) - timedelta(hours=1),
+    )
+    expired = await read(api, late)
+    forged = await read(api, token("member", org) + "x")
+
+    for refused in (expired, forged):
+        assert "x-ihm-cache" not in refused.headers
+        body = refused.json()
+        assert body.get("data") is None or body["data"].get("orgHealth") is None
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["UNAUTHENTICATED"]
+
+
+async def test_an_alert_change_voids_its_orgs_reads(api: Api, org: UUID) -> None:
+    member = token("member", org)
+    await read(api, member)
+    assert (await read(api, member)).headers["x-ihm-cache"] == "hit"
+
+    async with as_service(api.app.state.pool) as conn:
+        alert, _ = await alerts.open_or_repeat(
+            conn,
+            org_id=org,
+            integration_type="http",
+            kind="UNREACHABLE",
+            severity="CRITICAL",
+            category="NETWORK",
+            title="t",
+            message="m",
+            guidance="g",
+            fingerprint="f",
+            now=datetime.now(UTC),
+        )
+    await publish_alert_events(api.app.state.redis, [alert])
+
+    for _ in range(40):  # the event crosses Redis to the API's listener (well within the TTL)
+        if "x-ihm-cache" not in (await read(api, member)).headers:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the alert event did not void the cached read")
