@@ -56,7 +56,7 @@ SELECT integration_type, start, GROUPING(start) AS total,
        avg(latency_ms) AS avg_latency_ms,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms
   FROM (SELECT integration_type, status, latency_ms,
-               to_timestamp(floor(extract(epoch FROM checked_at) / $4) * $4) AS start
+               date_bin(make_interval(secs => $4), checked_at, 'epoch') AS start
           FROM health_check_results
          WHERE org_id = $1 AND integration_type = ANY($2) AND checked_at >= $3) r
  GROUP BY GROUPING SETS ((integration_type, start), (integration_type))
