@@ -21,7 +21,7 @@ from strawberry.types import ExecutionResult
 
 from resolvers.errors import ApiError, Unauthenticated
 from schema.context import Context, Services
-from schema.response_cache import ResponseCache
+from schema.response_cache import CACHEABLE_ROOTS, ResponseCache
 
 # The contract's codes for the HTTP errors Strawberry raises before GraphQL runs.
 _HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT"}
@@ -188,8 +188,11 @@ class GraphQLView(GraphQL):
             "application/json"
         ):
             return None
+        body = await request.body()
+        if not any(root.encode() in body for root in CACHEABLE_ROOTS):
+            return None  # not a health read: parse it once, on the normal path
         try:
-            data = json.loads(await request.body())
+            data = json.loads(body)
         except ValueError:
             return None
         if not isinstance(data, dict):
