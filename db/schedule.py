@@ -41,7 +41,7 @@ SELECT c.id AS integration_id, c.org_id, c.integration_type, c.check_interval_se
   JOIN integration_types t ON t.key = c.integration_type
   LEFT JOIN integration_health_status s USING (org_id, integration_type)
  WHERE c.enabled AND c.monitoring_mode = 'ACTIVE' AND c.next_check_at <= $1
- ORDER BY c.next_check_at
+ ORDER BY c.next_check_at, c.id
  LIMIT $2
    FOR UPDATE OF c SKIP LOCKED
 """

@@ -45,7 +45,10 @@ _EXPIRED: dict[str, Any] = {}  # the marker `until` puts into a stream's queue
 def _push(queue: asyncio.Queue[dict[str, Any]], event: dict[str, Any]) -> None:
     if queue.full():
         DROPPED.inc()
-        queue.get_nowait()  # drop the oldest: a live view wants the latest
+        oldest = queue.get_nowait()  # drop the oldest: a live view wants the latest
+        if oldest is _EXPIRED:  # ...but never the end of a stream
+            queue.put_nowait(oldest)
+            return
     queue.put_nowait(event)
 
 
@@ -212,10 +215,12 @@ class StatusBroadcast:
         gauge = SUBSCRIBERS if counted else None
         if gauge is not None:
             gauge.inc()
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 event = await queue.get()
-                if event is _EXPIRED:
+                # The timer's marker, or a stream so far behind that it reads past `until`.
+                if event is _EXPIRED or (until is not None and loop.time() >= until):
                     raise Expired
                 yield event
         finally:

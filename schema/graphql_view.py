@@ -198,15 +198,15 @@ class GraphQLView(GraphQL):
         if not isinstance(data, dict):
             return None
         query, name, variables = data.get("query"), data.get("operationName"), data.get("variables")
-        if not isinstance(query, str) or self.cache.kind(query, name) != "cacheable":
-            return None
         if variables is not None and not isinstance(variables, dict):
             return None
-        try:
+        try:  # before anything parses the document
             principal = await self.services.verifier.verify_header(
                 request.headers.get("authorization")
             )
         except ApiError:
+            return None
+        if not isinstance(query, str) or self.cache.kind(query, name) != "cacheable":
             return None
         key = self.cache.key(principal, query, name, variables)
         found = self.cache.get(key, count_miss=False) if key is not None else None

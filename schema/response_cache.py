@@ -52,11 +52,17 @@ class _Entry:
     stored_at: float
 
 
+# Longer documents are never classified (nor kept in the classification cache): a
+# dashboard's health read is a few hundred bytes.
+MAX_CLASSIFIED_CHARS = 20_000
+MAX_CLASSIFIED_TOKENS = 5000  # as schema.root.MAX_TOKENS
+
+
 @lru_cache(maxsize=512)
 def _operation_kind(query: str, operation_name: str | None) -> str:
     """'cacheable', 'mutation' or 'other' for this document and operation."""
     try:
-        document = parse(query)
+        document = parse(query, max_tokens=MAX_CLASSIFIED_TOKENS)
     except GraphQLError:
         return "other"
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
@@ -104,8 +110,16 @@ class ResponseCache:
     # -- lookups ---------------------------------------------------------------
 
     @staticmethod
-    def kind(query: str | None, operation_name: str | None) -> str:
-        return _operation_kind(query, operation_name) if query else "other"
+    def kind(query: object, operation_name: object) -> str:
+        """Anything unusual (not text, too long) is 'other': the normal path answers it.
+        A mutation too long to classify still clears the cache, to be safe."""
+        if not isinstance(query, str) or not query:
+            return "other"
+        if len(query) > MAX_CLASSIFIED_CHARS:
+            return "mutation" if "mutation" in query else "other"
+        if operation_name is not None and not isinstance(operation_name, str):
+            return "other"
+        return _operation_kind(query, operation_name)
 
     @staticmethod
     def key(

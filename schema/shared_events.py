@@ -39,6 +39,22 @@ def shared(event: dict[str, Any], build: Callable[[dict[str, Any]], T]) -> T:
     return found
 
 
+def share(results: dict[tuple[Any, ...], Any], key: tuple[Any, ...], run: Callable[[], Any]) -> Any:
+    """The result stored under `key`, or `run()`'s, stored. An awaitable result becomes
+    one task that later callers await too (one execution, even while it runs), each
+    through a shield: a subscriber that leaves mid-execution must not cancel the task
+    the others are waiting for."""
+    found = results.get(key)
+    if found is None:
+        found = run()
+        if inspect.isawaitable(found):
+            found = asyncio.ensure_future(found)
+        results[key] = found
+    if isinstance(found, asyncio.Future):
+        return asyncio.shield(found)
+    return found
+
+
 class SharedEventExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def execute_operation(self, serially: bool | None = None) -> Any:
         results: dict[tuple[Any, ...], Any] | None = getattr(
@@ -47,15 +63,11 @@ class SharedEventExecutionContext(StrawberryGraphQLCoreExecutionContext):
         key = self._share_key() if results is not None else None
         if results is None or key is None:
             return super().execute_operation(serially)
-        found = results.get(key)
-        if found is not None:
-            return found
-        result = super().execute_operation(serially)
-        if inspect.isawaitable(result):
-            # Later subscribers await the same task: one execution, even while it runs.
-            result = asyncio.ensure_future(result)
-        results[key] = result
-        return result
+        return share(
+            results,
+            key,
+            lambda: super(SharedEventExecutionContext, self).execute_operation(serially),
+        )
 
     def _share_key(self) -> tuple[Any, ...] | None:
         if self.operation.operation is not OperationType.SUBSCRIPTION:

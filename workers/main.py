@@ -63,7 +63,9 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
     """One client per worker: keep-alive to providers, bounded connections, no cookies
     (see workers.http_transport)."""
     timeout = settings.check_timeout_seconds
-    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+    # Above the checks a worker has in flight (MAX_JOBS jobs of about 24): waiting for a
+    # connection would count against a check's latency and timeout.
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
     return httpx.AsyncClient(
         transport=AiohttpTransport(limits),
         timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),

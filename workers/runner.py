@@ -244,13 +244,31 @@ async def run_checks(
         )
         for p, r in zip(planned, results, strict=True)
     ]
-    rows, changed_alerts = await _write(runner, planned, records, also)
+    try:
+        rows, changed_alerts = await _write(runner, planned, records, also)
+    except _PartlyWritten as partly:
+        # What was written is published before the failure goes up.
+        await _publish_written(runner, planned, results, partly.rows, partly.changed)
+        raise partly.failure from None
+    return await _publish_written(runner, planned, results, rows, changed_alerts, outcomes)
+
+
+async def _publish_written(
+    runner: Runner,
+    planned: Sequence[_Planned],
+    results: Sequence[HealthResult],
+    rows: Sequence[StatusRow],
+    changed_alerts: Sequence[Any],
+    outcomes: dict[UUID, list[Outcome]] | None = None,
+) -> dict[UUID, list[Outcome]]:
+    names = runner.display_names
+    outcomes = outcomes if outcomes is not None else {}
     by_key = {(row.org_id, row.integration_type): row for row in rows}
     for p, result in zip(planned, results, strict=True):
         kind = p.integration.integration_type
         row = by_key.get((p.run.org_id, kind))
         event = events.status_event(row, p.integration, names[kind]) if row else None
-        outcomes[p.run.org_id].append(Outcome(kind, result, row, event))
+        outcomes.setdefault(p.run.org_id, []).append(Outcome(kind, result, row, event))
     await _publish([o.event for found in outcomes.values() for o in found if o.event], runner.redis)
     await _publish_alerts(changed_alerts, runner.redis)
     return outcomes
@@ -321,8 +339,16 @@ async def _write(
         rows.extend(org_rows)
         changed.extend(org_changed)
     if failure is not None:
-        raise failure  # the job is retried; what was written is not written again
+        raise _PartlyWritten(failure, rows, changed)
     return rows, changed
+
+
+class _PartlyWritten(Exception):
+    """The org-by-org retry wrote some orgs and failed for others."""
+
+    def __init__(self, failure: Exception, rows: list[StatusRow], changed: list[Any]) -> None:
+        super().__init__(type(failure).__name__)
+        self.failure, self.rows, self.changed = failure, rows, changed
 
 
 async def _write_once(

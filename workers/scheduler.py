@@ -21,7 +21,7 @@ from uuid import UUID
 
 import asyncpg
 import structlog
-from arq import cron
+from arq import Retry, cron
 from arq.connections import ArqRedis
 from arq.cron import CronJob
 
@@ -39,6 +39,7 @@ SELECT org_id, integration_type FROM health_check_alerts
  WHERE org_id = ANY($1::uuid[]) AND kind = 'SCHEDULER_DRIFT' AND state = 'FIRING'
 """
 TICK_BUDGET_SECONDS = 10.0
+RETRY_SECONDS = 5
 
 
 # Checks per job: several orgs share a job (an org is never split), since the queue's
@@ -112,7 +113,9 @@ async def schedule_due(ctx: dict[str, Any], *, now: datetime | None = None) -> d
                 next_times.append(decision.next_check_at)
             # Enqueue before committing the new slots: see the module docstring. The
             # batch's jobs at once: their round trips overlap in a busy worker's loop.
-            groups = pack(per_org, CHECKS_PER_JOB)
+            # In org order: a re-claim of the same slots (after a tick that failed before
+            # its commit) packs them the same way, so arq refuses the repeated job ids.
+            groups = pack(dict(sorted(per_org.items())), CHECKS_PER_JOB)
             await asyncio.gather(
                 *(
                     queue.enqueue_job(
@@ -150,14 +153,20 @@ async def check_scheduled_orgs(
     started_at = runner.checks.clock()
 
     async def record_drift(conn: asyncpg.Connection, orgs: list[UUID]) -> None:
-        await _record_drift(conn, slots, started_at)
+        # The orgs this transaction writes (all of them, or one in the org-by-org retry).
+        await _record_drift(conn, {org: slots[org] for org in orgs}, started_at)
 
-    outcomes = await run_checks(
-        runner,
-        [OrgRun(org_id, slots=org_slots) for org_id, org_slots in slots.items()],
-        trigger="scheduled",
-        also=record_drift,
-    )
+    try:
+        outcomes = await run_checks(
+            runner,
+            [OrgRun(org_id, slots=org_slots) for org_id, org_slots in slots.items()],
+            trigger="scheduled",
+            also=record_drift,
+        )
+    except Exception as exc:
+        # arq retries only on Retry: run again (what was written is not written again).
+        log.warning("scheduled_run_failed", orgs=len(slots), error=type(exc).__name__)
+        raise Retry(defer=RETRY_SECONDS) from exc
     return [
         {
             "orgId": str(org_id),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from arq import Retry
 from arq.connections import ArqRedis
 from arq.connections import create_pool as create_queue
 
@@ -388,3 +390,39 @@ def test_due_orgs_are_packed_into_jobs_without_splitting_an_org(
 
     assert [[len(slots) for slots in group.values()] for group in groups] == expected
     assert [org for group in groups for org in group] == list(per_org)
+
+
+async def test_a_failing_org_in_a_scheduled_batch_holds_back_only_itself(
+    dsn: str, pool: asyncpg.Pool, queue: ArqRedis, redis_url: str, simulator_url: str
+) -> None:
+    good, bad = await seed(pool, simulator_url, 2)
+    worker = build_worker(
+        settings_for(dsn, redis_url), scheduler_tick=False, burst=True, handle_signals=False
+    )
+    ctx = worker.ctx
+    ctx["redis"] = queue
+    await worker.on_startup(ctx)  # type: ignore[misc]
+    original = ctx["runner"].on_recorded
+
+    async def failing_for_bad(conn: asyncpg.Connection, rows: Any, now: datetime) -> Any:
+        if any(r.org_id == bad for r in rows):
+            raise RuntimeError("alerting failed for one org")
+        return await original(conn, rows, now)
+
+    ctx["runner"] = dataclasses.replace(ctx["runner"], on_recorded=failing_for_bad)
+    late = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    try:
+        with pytest.raises(Retry):  # arq runs the job again; the good org is not rewritten
+            await scheduler.check_scheduled_orgs(
+                ctx, {str(good): {"http": late}, str(bad): {"http": late}}
+            )
+    finally:
+        await worker.on_shutdown(ctx)  # type: ignore[misc]
+        await worker.close()
+
+    written = await pool.fetch("SELECT org_id FROM health_check_results")
+    drift = await pool.fetch(
+        "SELECT org_id, occurrences FROM health_check_alerts WHERE kind = 'SCHEDULER_DRIFT'"
+    )
+    assert [r["org_id"] for r in written] == [good]
+    assert [(r["org_id"], r["occurrences"]) for r in drift] == [(good, 1)]
