@@ -27,7 +27,7 @@ from workers.checks.config import InvalidConfig, parse_config
 from workers.checks.context import CheckContext
 from workers.checks.guidance import Provider
 from workers.checks.result import HealthError, HealthResult, Status
-from workers.credential_source import VaultCredentialSource, for_integrations
+from workers.credential_source import OrgCredentials, VaultCredentialSource, for_integrations
 from workers.scheduling import slot_key
 
 log = structlog.get_logger(__name__)
@@ -176,6 +176,11 @@ class _Planned:
     integration: integrations.Integration
     checks: CheckContext
 
+    @property
+    def slot(self) -> datetime | None:
+        """The scheduled slot this check is for (scheduled runs only)."""
+        return self.run.slots[self.integration.integration_type] if self.run.slots else None
+
 
 async def run_health_checks(
     runner: Runner,
@@ -218,9 +223,8 @@ async def run_checks(
     """
     started_at = runner.checks.clock()
     planned = await _plan(runner, runs, trigger)
-    outcomes: dict[UUID, list[Outcome]] = {run.org_id: [] for run in runs}
     if not planned:
-        return outcomes
+        return {run.org_id: [] for run in runs}
     names = runner.display_names
     results = await asyncio.gather(
         *(
@@ -236,11 +240,9 @@ async def run_checks(
             p.integration.integration_type,
             r,
             trigger,
-            p.run.slots[p.integration.integration_type] if p.run.slots else scheduled_for,
+            p.slot or scheduled_for,
             started_at,
-            slot_key(p.integration.id, p.run.slots[p.integration.integration_type])
-            if p.run.slots
-            else idempotency_key,
+            slot_key(p.integration.id, p.slot) if p.slot else idempotency_key,
         )
         for p, r in zip(planned, results, strict=True)
     ]
@@ -250,7 +252,8 @@ async def run_checks(
         # What was written is published before the failure goes up.
         await _publish_written(runner, planned, results, partly.rows, partly.changed)
         raise partly.failure from None
-    return await _publish_written(runner, planned, results, rows, changed_alerts, outcomes)
+    outcomes = await _publish_written(runner, planned, results, rows, changed_alerts)
+    return {run.org_id: outcomes.get(run.org_id, []) for run in runs}
 
 
 async def _publish_written(
@@ -259,10 +262,10 @@ async def _publish_written(
     results: Sequence[HealthResult],
     rows: Sequence[StatusRow],
     changed_alerts: Sequence[Any],
-    outcomes: dict[UUID, list[Outcome]] | None = None,
 ) -> dict[UUID, list[Outcome]]:
+    """Each planned check's outcome, by org; the events of what was written, published."""
     names = runner.display_names
-    outcomes = outcomes if outcomes is not None else {}
+    outcomes: dict[UUID, list[Outcome]] = {}
     by_key = {(row.org_id, row.integration_type): row for row in rows}
     for p, result in zip(planned, results, strict=True):
         kind = p.integration.integration_type
@@ -284,7 +287,7 @@ async def _plan(runner: Runner, runs: Sequence[OrgRun], trigger: str) -> list[_P
             runner.display_names.update({t.key: t.display_name for t in types})
         chosen = [(run, i) for run in runs for i in _chosen(run, configured[run.org_id], trigger)]
         source = runner.checks.credentials
-        credentials: dict[UUID, Any] = {}
+        credentials: dict[UUID, OrgCredentials] = {}
         if chosen and isinstance(source, VaultCredentialSource):
             # The run's credentials in one query instead of one per adapter.
             credentials = await for_integrations(source, conn, org_ids, [i.id for _, i in chosen])
@@ -357,20 +360,13 @@ async def _write_once(
     """One transaction: slots claimed, results, alerts and notifications (an outbox: a
     crash after commit loses none, a crash before commit loses all), then `also`."""
     async with as_service(runner.pool) as conn:
-        scheduled = [p for p in planned if p.run.slots]
+        scheduled = [(p.integration.id, p.slot, p.run.org_id) for p in planned if p.slot]
         if scheduled:
-            fresh = await schedule.claim_slots(
-                conn,
-                [
-                    (p.integration.id, p.run.slots[p.integration.integration_type], p.run.org_id)
-                    for p in scheduled
-                    if p.run.slots
-                ],
-            )
+            fresh = await schedule.claim_slots(conn, scheduled)
             records = [
                 r
                 for p, r in zip(planned, records, strict=True)
-                if not p.run.slots or p.integration.id in fresh
+                if not p.slot or p.integration.id in fresh
             ]
         rows = await health.record_results(conn, records)
         changed_alerts = await runner.on_recorded(conn, rows, runner.checks.clock())
