@@ -45,9 +45,6 @@ ON CONFLICT (org_id, integration_type) DO UPDATE
        config = EXCLUDED.config
 RETURNING {_COLUMNS}
 """
-_LIST_FOR_ORG = (
-    f"SELECT {_COLUMNS} FROM integration_config WHERE org_id = $1 ORDER BY integration_type"
-)
 _LIST_FOR_ORGS = (
     f"SELECT {_COLUMNS} FROM integration_config WHERE org_id = ANY($1::uuid[])"
     " ORDER BY org_id, integration_type"
@@ -120,7 +117,7 @@ async def remove(conn: asyncpg.Connection, org_id: UUID, integration_type: str) 
 
 
 async def list_for_org(conn: asyncpg.Connection, org_id: UUID) -> list[Integration]:
-    return [Integration.from_row(r) for r in await conn.fetch(_LIST_FOR_ORG, org_id)]
+    return (await list_for_orgs(conn, [org_id]))[org_id]
 
 
 async def list_for_orgs(
