@@ -19,6 +19,7 @@ from strawberry.http.exceptions import NonJsonMessageReceived, WebSocketDisconne
 from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
+from resolvers.auth import Principal
 from resolvers.errors import ApiError, Unauthenticated
 from schema.context import Context, Services
 from schema.response_cache import CACHEABLE_ROOTS, ResponseCache
@@ -204,8 +205,10 @@ class GraphQLView(GraphQL):
             principal = await self.services.verifier.verify_header(
                 request.headers.get("authorization")
             )
-        except ApiError:
+        except ApiError as exc:
+            request.state.auth = exc  # get_context does not verify the token again
             return None
+        request.state.auth = principal
         if not isinstance(query, str) or self.cache.kind(query, name) != "cacheable":
             return None
         key = self.cache.key(principal, query, name, variables)
@@ -234,10 +237,17 @@ class GraphQLView(GraphQL):
         header = request.headers.get("authorization")
         if isinstance(request, WebSocket) and not header:
             return context  # the token may come in connection_init
-        try:
-            context.principal_ = await self.services.verifier.verify_header(header)
-        except ApiError as exc:
-            context.auth_error = exc
+        # Already verified by _cached_answer when it looked the request up.
+        verified = getattr(request.state, "auth", None)
+        if isinstance(verified, Principal):
+            context.principal_ = verified
+        elif isinstance(verified, ApiError):
+            context.auth_error = verified
+        else:
+            try:
+                context.principal_ = await self.services.verifier.verify_header(header)
+            except ApiError as exc:
+                context.auth_error = exc
         return context
 
     async def on_ws_connect(self, context: Context) -> None:  # type: ignore[override]

@@ -305,3 +305,25 @@ async def test_an_alert_change_voids_its_orgs_reads(api: Api, org: UUID) -> None
         await asyncio.sleep(0.02)
     else:
         raise AssertionError("the alert event did not void the cached read")
+
+
+async def test_a_health_read_verifies_its_token_once_hit_or_miss(
+    api: Api, org: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = api.app.state.services.verifier
+    original = verifier.verify_header
+    calls = 0
+
+    async def counting(header: str | None) -> Principal:
+        nonlocal calls
+        calls += 1
+        principal: Principal = await original(header)
+        return principal
+
+    monkeypatch.setattr(verifier, "verify_header", counting)
+    member = token("member", org)
+
+    miss, hit = await read(api, member), await read(api, member)
+
+    assert "x-ihm-cache" not in miss.headers and hit.headers["x-ihm-cache"] == "hit"
+    assert calls == 2
