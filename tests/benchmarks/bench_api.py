@@ -479,13 +479,6 @@ async def subscriptions_active(client: httpx.AsyncClient) -> float:
     return 0.0
 
 
-def members_for(members: list[str], connections: int, procs: int, n: int) -> list[str]:
-    """The tokens of subscriber process n's connections, in the order it opens them."""
-    first = sum(connections // procs + (1 if k < connections % procs else 0) for k in range(n))
-    share = connections // procs + (1 if n < connections % procs else 0)
-    return [members[(first + k) % len(members)] for k in range(share)]
-
-
 def watchers(subscribers: int, per_connection: int, orgs: int, org_index: int) -> int:
     """Subscriptions watching org `org_index` (connection c watches org c mod orgs)."""
     connections = subscribers // per_connection
@@ -515,20 +508,23 @@ async def part_subscriptions(
         + ("the one org" if len(orgs) == 1 else f"the next of {len(orgs)} orgs, in turn")
     )
     members = [token("member", org, ttl=3600) for org in orgs]
+    by_connection = [members[c % len(members)] for c in range(connections)]
     org = orgs[0]
     ws_url = base_url.replace("http://", "ws://") + "/graphql"
     context = multiprocessing.get_context("spawn")
     children: list[tuple[Any, Pipe]] = []
     counters: list[Any] = []
+    first = 0
     for n in range(procs):
         share = connections // procs + (1 if n < connections % procs else 0)
+        mine, first = by_connection[first : first + share], first + share
         ours, theirs = context.Pipe()
         counter = context.Value("q", 0, lock=False)  # one writer: the child
         child = context.Process(
             target=subscriber_process,
             args=(
                 ws_url,
-                members_for(members, connections, procs, n),
+                mine,
                 share,
                 per_connection,
                 theirs,
