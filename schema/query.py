@@ -15,12 +15,14 @@ from schema.enums import AlertState, ExportRunStatus, Role
 from schema.inputs import opt
 from schema.types.admin import GlobalHealthSummary, SchedulerStats
 from schema.types.alerts import (
-    AlertConnection,
+    Alert,
     AlertRule,
-    AuditEventConnection,
-    ExportRunConnection,
+    AuditEvent,
+    Connection,
+    ExportRun,
     NotificationChannel,
     NotificationConnection,
+    connection,
 )
 from schema.types.health import (
     HealthCheckRecord,
@@ -84,11 +86,11 @@ class Query:
         state: AlertState | None = UNSET,
         first: int = 50,
         after: str | None = UNSET,
-    ) -> AlertConnection:
+    ) -> Connection[Alert]:
         page = await alerting.list_alerts(
             info.context, opt(org_id), state.value if state else None, first, opt(after)
         )
-        return AlertConnection.from_page(page)
+        return connection(page, Alert.from_row, lambda a: (a.opened_at, a.id))
 
     @strawberry.field
     async def notifications(
@@ -105,11 +107,11 @@ class Query:
         status: ExportRunStatus | None = UNSET,
         first: int = 50,
         after: str | None = UNSET,
-    ) -> ExportRunConnection:
+    ) -> Connection[ExportRun]:
         page = await alerting.list_export_runs(
             info.context, opt(org_id), status.value if status else None, first, opt(after)
         )
-        return ExportRunConnection.from_page(page)
+        return connection(page, ExportRun.from_row, lambda r: (r.created_at, r.id))
 
     @strawberry.field
     async def alert_rules(self, info: Info, org_id: UUID | None = UNSET) -> list[AlertRule]:
@@ -143,6 +145,6 @@ class Query:
     @strawberry.field(description="ORG_ADMIN (own org) or GLOBAL_ADMIN.")
     async def audit_events(
         self, info: Info, org_id: UUID | None = UNSET, first: int = 50, after: str | None = UNSET
-    ) -> AuditEventConnection:
+    ) -> Connection[AuditEvent]:
         page = await alerting.list_audit_events(info.context, opt(org_id), first, opt(after))
-        return AuditEventConnection.from_page(page)
+        return connection(page, AuditEvent.from_row, lambda e: (e.at, e.id))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import strawberry
@@ -31,6 +32,39 @@ from schema.enums import (
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+
+
+Node = TypeVar("Node")
+Row = TypeVar("Row")
+
+
+# Strawberry names a specialised generic after its argument: Edge[Alert] is the
+# contract's AlertEdge, Connection[Alert] its AlertConnection.
+@strawberry.type
+class Edge(Generic[Node]):
+    node: Node
+    cursor: str
+
+
+@strawberry.type
+class Connection(Generic[Node]):
+    edges: list[Edge[Node]]
+    page_info: PageInfo
+
+
+def connection_parts(
+    page: Page[Row], node: Callable[[Row], Node], at: Callable[[Row], tuple[datetime, UUID]]
+) -> tuple[list[Edge[Node]], PageInfo]:
+    """A page of rows as edges (node and keyset cursor) and its page info."""
+    edges = [Edge(node=node(row), cursor=encode_cursor(*at(row))) for row in page.items]
+    return edges, PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor)
+
+
+def connection(
+    page: Page[Row], node: Callable[[Row], Node], at: Callable[[Row], tuple[datetime, UUID]]
+) -> Connection[Node]:
+    edges, info = connection_parts(page, node, at)
+    return Connection(edges=edges, page_info=info)
 
 
 @strawberry.type
@@ -105,28 +139,6 @@ class Alert:
 
 
 @strawberry.type
-class AlertEdge:
-    node: Alert
-    cursor: str
-
-
-@strawberry.type
-class AlertConnection:
-    edges: list[AlertEdge]
-    page_info: PageInfo
-
-    @classmethod
-    def from_page(cls, page: Page[alerts_db.Alert]) -> AlertConnection:
-        return cls(
-            edges=[
-                AlertEdge(node=Alert.from_row(a), cursor=encode_cursor(a.opened_at, a.id))
-                for a in page.items
-            ],
-            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
-        )
-
-
-@strawberry.type
 class Notification:
     id: UUID
     alert_id: UUID | None
@@ -148,14 +160,8 @@ class Notification:
 
 
 @strawberry.type
-class NotificationEdge:
-    node: Notification
-    cursor: str
-
-
-@strawberry.type
 class NotificationConnection:
-    edges: list[NotificationEdge]
+    edges: list[Edge[Notification]]
     page_info: PageInfo
     unread_count: int
 
@@ -163,16 +169,8 @@ class NotificationConnection:
     def from_page(
         cls, page: Page[notifications_db.Notification], unread_count: int
     ) -> NotificationConnection:
-        return cls(
-            edges=[
-                NotificationEdge(
-                    node=Notification.from_row(n), cursor=encode_cursor(n.created_at, n.id)
-                )
-                for n in page.items
-            ],
-            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
-            unread_count=unread_count,
-        )
+        edges, info = connection_parts(page, Notification.from_row, lambda n: (n.created_at, n.id))
+        return cls(edges=edges, page_info=info, unread_count=unread_count)
 
 
 @strawberry.type
@@ -204,28 +202,6 @@ class ExportRun:
             finished_at=row.finished_at,
             error_category=ErrorCategory(row.error_category) if row.error_category else None,
             error_message=row.error_message,
-        )
-
-
-@strawberry.type
-class ExportRunEdge:
-    node: ExportRun
-    cursor: str
-
-
-@strawberry.type
-class ExportRunConnection:
-    edges: list[ExportRunEdge]
-    page_info: PageInfo
-
-    @classmethod
-    def from_page(cls, page: Page[runs_db.ExportRun]) -> ExportRunConnection:
-        return cls(
-            edges=[
-                ExportRunEdge(node=ExportRun.from_row(r), cursor=encode_cursor(r.created_at, r.id))
-                for r in page.items
-            ],
-            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
         )
 
 
@@ -303,26 +279,4 @@ class AuditEvent:
             org_id=row.org_id,
             action=row.action,
             details=JSON(row.details),
-        )
-
-
-@strawberry.type
-class AuditEventEdge:
-    node: AuditEvent
-    cursor: str
-
-
-@strawberry.type
-class AuditEventConnection:
-    edges: list[AuditEventEdge]
-    page_info: PageInfo
-
-    @classmethod
-    def from_page(cls, page: Page[audit_db.AuditEvent]) -> AuditEventConnection:
-        return cls(
-            edges=[
-                AuditEventEdge(node=AuditEvent.from_row(e), cursor=encode_cursor(e.at, e.id))
-                for e in page.items
-            ],
-            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
         )
