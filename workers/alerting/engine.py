@@ -161,15 +161,19 @@ async def announce_if_due(
     batch: Batch, alert: Alert, policy: Policy, now: datetime, *, suppressed: bool = False
 ) -> None:
     batch.alert_changed(alert)
-    due = rules.firing_notification_due(
+    if notification_due(alert, policy, now) and not suppressed:
+        batch.announce(alert, firing_item(alert, policy))
+
+
+def notification_due(alert: Alert, policy: Policy, now: datetime) -> bool:
+    """Whether this firing alert should be announced now (rules.firing_notification_due)."""
+    return rules.firing_notification_due(
         severity=alert.severity,
         acknowledged=alert.acknowledged_at is not None,
         last_notified_at=alert.last_notified_at,
         policy=policy,
         now=now,
     )
-    if due and not suppressed:
-        batch.announce(alert, firing_item(alert, policy))
 
 
 def tell_resolved(batch: Batch, resolved: Sequence[Alert], policy: Policy, provider: str) -> None:

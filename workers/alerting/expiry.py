@@ -61,14 +61,7 @@ async def scan_credential_expiry(conn: asyncpg.Connection, now: datetime) -> lis
         policy = dataclasses.replace(
             policy, repeat_interval=max(policy.repeat_interval, rules.EXPIRY_MIN_REPEAT)
         )
-        due = rules.firing_notification_due(
-            severity=alert.severity,
-            acknowledged=alert.acknowledged_at is not None,
-            last_notified_at=alert.last_notified_at,
-            policy=policy,
-            now=now,
-        )
-        if due:
+        if engine.notification_due(alert, policy, now):
             batch.alert_changed(alert)
             batch.announce(alert, engine.firing_item(alert, policy))
 
