@@ -119,6 +119,15 @@ class Adapter(ABC, Generic[C]):
             )
         return body
 
+    def access_token(self, body: dict[str, Any]) -> str:
+        """The access token of an OAuth token answer, or PROVIDER_ERROR."""
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise CheckFailed(
+                guidance.provider_error(self.provider, "the token answer held no access token")
+            )
+        return token
+
     def fail_on_status(self, response: httpx.Response) -> None:
         """The usual meaning of HTTP error statuses; adapters handle special cases first."""
         error = classify_status(self.provider, response)

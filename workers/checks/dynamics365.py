@@ -93,11 +93,7 @@ class Dynamics365Check(Adapter[Dynamics365Config]):
             self._token_refused(config, response)
         self.fail_on_status(response)
         body = self.json_body(response)
-        token = body.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise CheckFailed(
-                guidance.provider_error(self.provider, "the token answer held no access token")
-            )
+        token = self.access_token(body)
         lifetime = _seconds(body.get("expires_in"))
         if lifetime:
             self.ctx.tokens.put(

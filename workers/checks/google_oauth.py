@@ -103,11 +103,7 @@ class GoogleCheck(Adapter[G]):
             raise CheckFailed(guidance.auth_rejected(self.provider, said))
         self.fail_on_status(response)
         body = self.json_body(response)
-        token = body.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise CheckFailed(
-                guidance.provider_error(self.provider, "the token answer held no access token")
-            )
+        token = self.access_token(body)
         renewed = {**stored, "accessToken": token}
         # Google may rotate the refresh token; keep the newest or the next refresh fails.
         if isinstance(body.get("refresh_token"), str) and body["refresh_token"]:
